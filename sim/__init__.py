@@ -1,0 +1,1 @@
+"""l1ad.sim: cocotb testbenches and the Verilator runner for bit-exact co-simulation."""

@@ -1,0 +1,227 @@
+"""The event batch: L1 trigger objects, weights, process labels and offline-level quantities.
+
+Layout of the 19 L1 objects (the CMS Global Trigger anomaly-detection input, as in ADC2021):
+row 0 MET, rows 1-4 e/gamma, rows 5-8 muons, rows 9-18 jets. Each row holds (pT [GeV], eta, phi [rad]);
+absent objects are zero rows. Objects of one type are sorted by decreasing pT.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Iterable, Mapping
+
+import numpy as np
+
+N_OBJECTS = 19
+N_FEATURES = 3  # pT, eta, phi
+N_INPUTS = N_OBJECTS * N_FEATURES  # 57
+
+#: (type name, ADC2021 class code, first row, number of rows)
+OBJECT_SLOTS: tuple[tuple[str, int, int, int], ...] = (
+    ("MET", 1, 0, 1),
+    ("EGamma", 2, 1, 4),
+    ("Muon", 3, 5, 4),
+    ("Jet", 4, 9, 10),
+)
+#: ADC2021 class code per row (0 marks an empty slot in the files; the row position defines the type here)
+ROW_CLASS = np.array([c for _, c, _, n in OBJECT_SLOTS for _ in range(n)], dtype=np.int32)
+PARTICLE_NAMES = ("Pt", "Eta", "Phi", "Class")
+CLASS_NAMES = ("None", "MET", "EGamma", "Muon", "Jet")
+
+#: offline-level quantities carried next to the L1 objects. 0.0 means "not defined for this event"
+#: (e.g. m_jj with fewer than two jets); every defined value is > 0 except tau ratios, which lie in [0, 1].
+OFFLINE_FIELDS = (
+    "mjj",  # invariant mass of the two leading anti-kt R=0.4 jets [GeV]
+    "mJ1",  # mass of the leading large-R (R=1.0) jet [GeV]
+    "mJ2",  # mass of the sub-leading large-R jet [GeV]
+    "tau21_J1",
+    "tau21_J2",
+    "tau32_J1",
+    "tau32_J2",
+    "ptJ1",  # pT of the leading large-R jet [GeV]
+    "mJJ",  # invariant mass of the two leading large-R jets [GeV] (the LHCO resonance variable)
+)
+
+
+class EventDataError(ValueError):
+    """Bad event data: names the source (file) and the field that is wrong."""
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        where = " ".join(p for p in (f"{source}:" if source else "", f"field '{field}':" if field else "") if p)
+        super().__init__(f"{where} {message}".strip())
+        self.source = source
+        self.field = field
+
+
+def slot_rows(name: str) -> slice:
+    """Rows of the (19, 3) object array that hold objects of type `name` (MET, EGamma, Muon, Jet)."""
+    for n, _, first, count in OBJECT_SLOTS:
+        if n == name:
+            return slice(first, first + count)
+    raise KeyError(f"unknown L1 object type {name!r}; known: {[s[0] for s in OBJECT_SLOTS]}")
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """N events: L1 objects (N, 19, 3) float32, weights (N,), integer process codes (N,) with their names,
+    pile-up multiplicity (N,), and offline quantities (dict of (N,) float32 arrays, keys OFFLINE_FIELDS)."""
+
+    objects: np.ndarray
+    weight: np.ndarray
+    process: np.ndarray
+    process_names: tuple[str, ...]
+    npu: np.ndarray
+    offline: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(
+        cls,
+        objects: np.ndarray,
+        *,
+        weight: np.ndarray | None = None,
+        process: np.ndarray | str | None = None,
+        process_names: Iterable[str] = ("unknown",),
+        npu: np.ndarray | None = None,
+        offline: Mapping[str, np.ndarray] | None = None,
+        source: str | None = None,
+        allow_negative_weights: bool = False,
+    ) -> "EventBatch":
+        """Validated construction; missing weights default to 1, a string `process` labels every event."""
+        objects = np.asarray(objects, dtype=np.float32)
+        n = objects.shape[0] if objects.ndim >= 1 else 0
+        names = tuple(process_names)
+        if isinstance(process, str):
+            names = (process,)
+            process = np.zeros(n, dtype=np.int16)
+        batch = cls(
+            objects=objects,
+            weight=np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64),
+            process=np.zeros(n, dtype=np.int16) if process is None else np.asarray(process, dtype=np.int16),
+            process_names=names,
+            npu=np.zeros(n, dtype=np.int16) if npu is None else np.asarray(npu, dtype=np.int16),
+            offline={k: np.asarray(v, dtype=np.float32) for k, v in (offline or {}).items()},
+        )
+        batch.validate(source=source, allow_negative_weights=allow_negative_weights)
+        return batch
+
+    def validate(self, *, source: str | None = None, allow_negative_weights: bool = False) -> None:
+        """Raise EventDataError naming the field on wrong shapes, NaN/inf, or negative weights/pT."""
+        o = self.objects
+        if o.ndim != 3 or o.shape[1:] != (N_OBJECTS, N_FEATURES):
+            raise EventDataError(f"expected shape (N, {N_OBJECTS}, {N_FEATURES}), got {o.shape}", source=source, field="objects")
+        n = o.shape[0]
+        if not np.isfinite(o).all():
+            bad = int((~np.isfinite(o)).any(axis=(1, 2)).sum())
+            raise EventDataError(f"{bad} event(s) contain NaN or inf", source=source, field="objects")
+        if (o[:, :, 0] < 0).any():
+            raise EventDataError("negative pT", source=source, field="objects")
+        for name, arr in (("weight", self.weight), ("process", self.process), ("npu", self.npu)):
+            if arr.shape != (n,):
+                raise EventDataError(f"expected shape ({n},), got {arr.shape}", source=source, field=name)
+        if not np.isfinite(self.weight).all():
+            raise EventDataError("NaN or inf weight", source=source, field="weight")
+        if not allow_negative_weights and (self.weight < 0).any():
+            raise EventDataError(
+                f"{int((self.weight < 0).sum())} negative weight(s) (pass allow_negative_weights=True if intended)",
+                source=source, field="weight",
+            )
+        if n and (self.process.min() < 0 or self.process.max() >= len(self.process_names)):
+            raise EventDataError(
+                f"process codes must lie in [0, {len(self.process_names)}), got [{self.process.min()}, {self.process.max()}]",
+                source=source, field="process",
+            )
+        for k, v in self.offline.items():
+            if k not in OFFLINE_FIELDS:
+                raise EventDataError(f"unknown offline field; allowed: {OFFLINE_FIELDS}", source=source, field=k)
+            if v.shape != (n,):
+                raise EventDataError(f"expected shape ({n},), got {v.shape}", source=source, field=k)
+            if not np.isfinite(v).all():
+                raise EventDataError("NaN or inf values", source=source, field=k)
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return int(self.objects.shape[0])
+
+    @property
+    def n(self) -> int:
+        return len(self)
+
+    def l1_inputs(self) -> np.ndarray:
+        """The (N, 57) float32 model input: objects flattened row-major as (pT, eta, phi) per object."""
+        return self.objects.reshape(len(self), N_INPUTS)
+
+    def present(self) -> np.ndarray:
+        """(N, 19) bool: which object slots are filled (pT > 0)."""
+        return self.objects[:, :, 0] > 0
+
+    def input_mask(self) -> np.ndarray:
+        """(N, 57) bool: features of filled slots; zero-padded objects are excluded from reconstruction losses."""
+        return np.repeat(self.present(), N_FEATURES, axis=1)
+
+    def multiplicity(self, name: str) -> np.ndarray:
+        """Number of objects of a type per event."""
+        return self.present()[:, slot_rows(name)].sum(axis=1)
+
+    def process_mask(self, name: str) -> np.ndarray:
+        """Events of the named process."""
+        if name not in self.process_names:
+            raise KeyError(f"unknown process {name!r}; present: {self.process_names}")
+        return self.process == self.process_names.index(name)
+
+    def select(self, mask_or_index: np.ndarray | slice) -> "EventBatch":
+        """A sub-batch (boolean mask, index array or slice)."""
+        s = mask_or_index
+        return replace(
+            self,
+            objects=self.objects[s], weight=self.weight[s], process=self.process[s], npu=self.npu[s],
+            offline={k: v[s] for k, v in self.offline.items()},
+        )
+
+    def with_weight(self, weight: np.ndarray) -> "EventBatch":
+        """A copy with new weights (validated)."""
+        out = replace(self, weight=np.asarray(weight, dtype=np.float64))
+        out.validate()
+        return out
+
+    @staticmethod
+    def concat(batches: Iterable["EventBatch"]) -> "EventBatch":
+        """Concatenate batches, merging their process name tables. Offline fields kept if all have them."""
+        batches = list(batches)
+        if not batches:
+            raise ValueError("concat of no batches")
+        names: list[str] = []
+        codes = []
+        for b in batches:
+            remap = np.array([names.index(p) if p in names else (names.append(p) or len(names) - 1) for p in b.process_names], dtype=np.int16)
+            codes.append(remap[b.process] if len(b) else b.process)
+        keys = set.intersection(*(set(b.offline) for b in batches))
+        return EventBatch(
+            objects=np.concatenate([b.objects for b in batches]),
+            weight=np.concatenate([b.weight for b in batches]),
+            process=np.concatenate(codes).astype(np.int16),
+            process_names=tuple(names),
+            npu=np.concatenate([b.npu for b in batches]),
+            offline={k: np.concatenate([b.offline[k] for b in batches]) for k in sorted(keys)},
+        )
+
+    def summary(self) -> dict:
+        """Event count, weight sum, per-process counts and mean object multiplicities."""
+        out = {
+            "n_events": len(self),
+            "weight_sum": float(self.weight.sum()),
+            "processes": {p: int((self.process == i).sum()) for i, p in enumerate(self.process_names)},
+            "mean_multiplicity": {s[0]: float(self.multiplicity(s[0]).mean()) if len(self) else 0.0 for s in OBJECT_SLOTS},
+        }
+        return out
+
+    def __eq__(self, other: object) -> bool:  # arrays make the dataclass default unusable
+        if not isinstance(other, EventBatch):
+            return NotImplemented
+        return (
+            self.process_names == other.process_names
+            and all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self) if f.name not in ("process_names", "offline"))
+            and set(self.offline) == set(other.offline)
+            and all(np.array_equal(self.offline[k], other.offline[k]) for k in self.offline)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
