@@ -1,0 +1,668 @@
+"""The quantized-model IR (``QModel``): one plain, serialisable description of a trained, quantized network and of
+everything after it on the chip. The emulator, the hls4ml export and the Verilog generator all read this.
+
+Data flow (every tensor has one FixedFormat; codes are integers, value = code * 2**-frac)::
+
+    x        raw hardware-unit input, N x n_inputs, format ``input.format``      (e.g. ap_int<18>)
+    scaled   s_j = (x_j - offset_j) * 2**(-shift_j), EXACT (no rounding), format ``scaled_format`` (derived)
+    xq       network input quantizer: requantize(scaled -> ``input_quantizer``) (its rounding / overflow)
+    for each DenseLayer L (in order):
+      product  p_ij = in_i * w_ij, exact, format ``L.product_format`` (derived, informational)
+      accum    acc_j = b_j + sum_i p_ij  in ``L.accum_format``.  If accum_format holds the exact range
+               (``L.accum_exact``), this is the exact sum.  Otherwise hls4ml order and semantics apply:
+               acc = (accum_t) b; for i in 0..n_in-1: acc = (accum_t)(acc + (accum_t) p_ij).
+      out      out_j = requantize(act(acc_j) -> ``L.output_format``), act = identity ("linear") or max(.,0) ("relu")
+    score (optional, ``ScoreSpec``):
+      "mse": d_j = xq_j - out_j (diff_format); q_j = d_j**2 (square_format);
+             score = sum_j m_j q_j (accum_format, hls4ml order as above if not exact) -> ``format``;
+             m_j = 1 iff raw input code x[gate[j]] > 0 (gate[j] = the pT feature of feature j's object),
+             all ones if gate is None.  NO division (no mean).
+      "mu2": q_i = mu_i**2 with mu the network output; score = sum_i q_i; same formats / order.
+    trigger  bit k = score_code > thresholds[k] (thresholds are integer codes of ``score.format``)
+
+Every intermediate conversion "-> F" is ``F.requantize`` with F's rounding then overflow mode; a format that holds
+its exact range never changes a value. Formats left as None at construction are filled with the narrowest EXACT
+format from a per-feature interval analysis, so nothing is truncated unless the config says so.
+
+JSON schema ``l1ad.qmodel/1`` (``QModel.save`` / ``QModel.load``; all formats as ap_fixed strings, all numbers
+integers)::
+
+    {"schema": "l1ad.qmodel/1", "name": str,
+     "input": {"format": str, "offset": [int]*n, "shift": [int]*n},
+     "scaled_format": str,                      # derived, stored for readers (checked on load)
+     "input_quantizer": str,
+     "layers": [{"name": str, "kind": "dense", "n_in": int, "n_out": int,
+                 "weight_format": str, "weights": [[int]*n_out]*n_in,   # weights[i][j]: input i -> output j
+                 "bias_format": str, "bias": [int]*n_out,
+                 "product_format": str, "accum_format": str,
+                 "activation": "linear"|"relu", "output_format": str}, ...],
+     "score": null | {"kind": "mse"|"mu2", "gate": null|[int]*n,
+                      "diff_format": str|null, "square_format": str, "accum_format": str, "format": str},
+     "thresholds": [int], "warnings": [str], "meta": {...}}
+
+Public names (stable): ``QModel``, ``InputSpec``, ``DenseLayer``, ``ScoreSpec``, ``SCHEMA``, ``default_gate``,
+``QModelError``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .fixed import FixedFormat, requantize
+
+SCHEMA = "l1ad.qmodel/1"
+ACTIVATIONS = ("linear", "relu")
+SCORE_KINDS = ("mse", "mu2")
+
+
+class QModelError(ValueError):
+    """An inconsistent or malformed QModel."""
+
+
+def default_gate(n_objects: int = 19, n_features: int = 3) -> tuple[int, ...]:
+    """The AE mask gate for the L1 layout: feature j is counted iff the pT code of its object (feature
+    ``3 * (j // 3)``) is > 0. Rows: 0 MET, 1-4 e/gamma, 5-8 muons, 9-18 jets; features (pT, eta, phi)."""
+    return tuple(n_features * (j // n_features) for j in range(n_objects * n_features))
+
+
+def _fmt(f: Any) -> FixedFormat | None:
+    return None if f is None else FixedFormat.parse(f)
+
+
+def _int_array(a: Any, name: str, ndim: int) -> np.ndarray:
+    arr = np.asarray(a, dtype=object) if not isinstance(a, np.ndarray) else a
+    if arr.ndim != ndim:
+        raise QModelError(f"{name}: expected {ndim}-d integer array, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise QModelError(f"{name}: values must be integers (codes), got non-integer floats")
+    vals = [int(v) for v in arr.ravel()] if arr.dtype == object else arr.ravel().tolist()
+    for v in vals:
+        if isinstance(v, float) and v != int(v):
+            raise QModelError(f"{name}: values must be integers (codes)")
+    big = any(abs(int(v)) >= 1 << 62 for v in vals)
+    out = np.array([int(v) for v in vals], dtype=object if big else np.int64).reshape(arr.shape)
+    out.setflags(write=False)
+    return out
+
+
+# ---------------------------------------------------------------------- interval analysis (per feature)
+def _rq_bounds(lo: Sequence[int], hi: Sequence[int], src: FixedFormat, dst: FixedFormat) -> tuple[list[int], list[int]]:
+    """Per-feature code bounds after converting [lo, hi] (codes of src) to dst. Monotone for every rounding and
+    for saturating overflow; WRAP (when it can happen) or SAT_ZERO widen the range to what is reachable."""
+    los, his = [], []
+    for a, b in zip(lo, hi):
+        qa = int(requantize(np.array([a], dtype=object), src, dst.with_modes(overflow="SAT"))[0][0])
+        qb = int(requantize(np.array([b], dtype=object), src, dst.with_modes(overflow="SAT"))[0][0])
+        # unsaturated rounded values, to know if overflow can happen at all
+        wide = FixedFormat(max(src.width, 2) + abs(src.frac - dst.frac) + 4, max(src.width, 2) + abs(src.frac - dst.frac) + 4 - dst.frac, True, dst.rounding, "WRAP")
+        ra = int(requantize(np.array([a], dtype=object), src, wide)[0][0])
+        rb = int(requantize(np.array([b], dtype=object), src, wide)[0][0])
+        can_ovf = ra < dst.min_code or rb > dst.max_code or (dst.overflow == "SAT_SYM" and dst.signed and ra <= dst.min_code)
+        if not can_ovf:
+            los.append(ra), his.append(rb)
+        elif dst.overflow == "WRAP":
+            los.append(dst.min_code), his.append(dst.max_code)
+        elif dst.overflow == "SAT_ZERO":
+            los.append(min(0, max(ra, dst.min_code))), his.append(max(0, min(rb, dst.max_code)))
+        else:
+            lo_sat = -dst.max_code if (dst.overflow == "SAT_SYM" and dst.signed) else dst.min_code
+            los.append(max(qa, lo_sat)), his.append(qb)
+    return los, his
+
+
+def _align(v: int, from_frac: int, to_frac: int) -> int:
+    assert to_frac >= from_frac
+    return v << (to_frac - from_frac)
+
+
+# ---------------------------------------------------------------------- components
+@dataclass(frozen=True)
+class InputSpec:
+    """The raw input: its format (hardware units), and the integer scaling applied before the network input
+    quantizer: ``scaled_j = (x_j - offset_j) * 2**(-shift_j)`` with integer offsets (in the input's real units)
+    and integer shifts (negative shift multiplies). Identity scaling: offset 0, shift 0."""
+
+    format: FixedFormat
+    offset: np.ndarray
+    shift: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "format", FixedFormat.parse(self.format))
+        off = _int_array(np.atleast_1d(self.offset), "input.offset", 1)
+        sh = _int_array(np.atleast_1d(self.shift), "input.shift", 1)
+        if off.shape != sh.shape:
+            raise QModelError(f"input.offset {off.shape} and input.shift {sh.shape} differ in length")
+        if sh.dtype == object or (sh.size and np.abs(sh).max() > 256):
+            raise QModelError("input.shift values must lie in [-256, 256]")
+        object.__setattr__(self, "offset", off)
+        object.__setattr__(self, "shift", sh)
+
+    @classmethod
+    def identity(cls, n: int, fmt: FixedFormat | str) -> "InputSpec":
+        return cls(FixedFormat.parse(fmt), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
+
+    @classmethod
+    def from_scaler(cls, scaler: Any, n: int, fmt: FixedFormat | str) -> "InputSpec":
+        """From None (identity) or an object with integer ``offset`` and ``shift`` arrays (or scalars)."""
+        if scaler is None:
+            return cls.identity(n, fmt)
+        try:
+            off, sh = getattr(scaler, "offset"), getattr(scaler, "shift")
+        except AttributeError:
+            raise QModelError("scaler must have integer 'offset' and 'shift' attributes (or be None)") from None
+        off = np.broadcast_to(np.asarray(off), (n,))
+        sh = np.broadcast_to(np.asarray(sh), (n,))
+        return cls(FixedFormat.parse(fmt), off, sh)
+
+    @property
+    def n(self) -> int:
+        return int(self.offset.shape[0])
+
+    @property
+    def is_identity(self) -> bool:
+        return not np.any(self.offset != 0) and not np.any(self.shift != 0)
+
+    @property
+    def scaled_frac(self) -> int:
+        return self.format.frac + max(0, int(max(self.shift.tolist(), default=0)))
+
+    def scaled_code_params(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sub, lshift) per feature such that scaled_code = (x_code - sub) << lshift, exactly."""
+        f_in, f_s = self.format.frac, self.scaled_frac
+        subs, lsh = [], []
+        for o, s in zip(self.offset.tolist(), self.shift.tolist()):
+            sub = Fraction(int(o)) / self.format.lsb
+            if sub.denominator != 1:  # pragma: no cover - integer offset with frac < 0 input
+                raise QModelError(f"offset {o} is not on the input grid {self.format}")
+            subs.append(int(sub))
+            lsh.append(f_s - (f_in + int(s)))
+        return np.array(subs, dtype=object), np.array(lsh, dtype=np.int64)
+
+    def scaled_bounds(self) -> tuple[list[int], list[int]]:
+        sub, lsh = self.scaled_code_params()
+        lo = [(self.format.min_code - int(s)) << int(k) for s, k in zip(sub, lsh)]
+        hi = [(self.format.max_code - int(s)) << int(k) for s, k in zip(sub, lsh)]
+        return lo, hi
+
+    def scaled_format(self) -> FixedFormat:
+        """The exact format of the scaled input (no rounding anywhere)."""
+        lo, hi = self.scaled_bounds()
+        return FixedFormat.covering(min(lo), max(hi), self.scaled_frac)
+
+    def to_dict(self) -> dict:
+        return {"format": str(self.format), "offset": [int(v) for v in self.offset], "shift": [int(v) for v in self.shift]}
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """A fully connected layer on integer codes. ``weights[i, j]`` connects input i to output j (Keras
+    kernel layout), codes of ``weight_format``; ``bias[j]`` codes of ``bias_format``. ``accum_format`` None
+    means: the narrowest exact accumulator (filled in by QModel). ``output_format`` None means: the accumulator
+    is the output (no requantization). ``activation`` is "linear" or "relu"."""
+
+    name: str
+    weights: np.ndarray
+    weight_format: FixedFormat
+    bias: np.ndarray
+    bias_format: FixedFormat
+    activation: str = "linear"
+    output_format: FixedFormat | None = None
+    accum_format: FixedFormat | None = None
+    product_format: FixedFormat | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight_format", FixedFormat.parse(self.weight_format))
+        object.__setattr__(self, "bias_format", FixedFormat.parse(self.bias_format))
+        object.__setattr__(self, "output_format", _fmt(self.output_format))
+        object.__setattr__(self, "accum_format", _fmt(self.accum_format))
+        object.__setattr__(self, "product_format", _fmt(self.product_format))
+        w = _int_array(self.weights, f"layer {self.name}: weights", 2)
+        b = _int_array(self.bias if self.bias is not None else np.zeros(w.shape[1], dtype=np.int64), f"layer {self.name}: bias", 1)
+        if b.shape != (w.shape[1],):
+            raise QModelError(f"layer {self.name}: bias has shape {b.shape}, expected ({w.shape[1]},)")
+        for arr, f, what in ((w, self.weight_format, "weights"), (b, self.bias_format, "bias")):
+            if arr.size and (min(int(v) for v in arr.ravel()) < f.min_code or max(int(v) for v in arr.ravel()) > f.max_code):
+                raise QModelError(f"layer {self.name}: {what} codes out of the range of {f}")
+        if self.activation not in ACTIVATIONS:
+            raise QModelError(f"layer {self.name}: activation {self.activation!r} not supported; use one of {ACTIVATIONS}")
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "bias", b)
+
+    @property
+    def n_in(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.weights.shape[1])
+
+    def exact_frac(self, in_fmt: FixedFormat) -> int:
+        """Fraction bits of the exact accumulator: max(f_in + f_w, f_b)."""
+        return max(in_fmt.frac + self.weight_format.frac, self.bias_format.frac)
+
+    def accum_bounds(self, in_lo: Sequence[int], in_hi: Sequence[int], in_fmt: FixedFormat) -> dict[str, Any]:
+        """Interval analysis given per-input code bounds [in_lo, in_hi] of format in_fmt. Returns a dict:
+        ``frac`` (exact accumulator fraction bits), ``lo``/``hi`` (per-output bounds of the final sum),
+        ``part_lo``/``part_hi`` (bounds of ANY partial sum, bias included, in any summation order),
+        ``pmin``/``pmax`` (product code bounds at f_in + f_w)."""
+        fa = self.exact_frac(in_fmt)
+        fp = in_fmt.frac + self.weight_format.frac
+        wl = [[int(v) for v in row] for row in self.weights.tolist()]
+        lo_out, hi_out, plo_out, phi_out = [], [], [], []
+        pmin, pmax = 0, 0
+        for j in range(self.n_out):
+            b = _align(int(self.bias[j]), self.bias_format.frac, fa)
+            lo = hi = b
+            plo, phi = min(b, 0), max(b, 0)
+            for i in range(self.n_in):
+                w = wl[i][j]
+                a, c = w * int(in_lo[i]), w * int(in_hi[i])
+                pl, ph = min(a, c), max(a, c)
+                pmin, pmax = min(pmin, pl), max(pmax, ph)
+                lo += _align(pl, fp, fa)
+                hi += _align(ph, fp, fa)
+                plo += _align(min(pl, 0), fp, fa)
+                phi += _align(max(ph, 0), fp, fa)
+            lo_out.append(lo), hi_out.append(hi), plo_out.append(plo), phi_out.append(phi)
+        return {"frac": fa, "lo": lo_out, "hi": hi_out, "part_lo": plo_out, "part_hi": phi_out, "pmin": pmin, "pmax": pmax}
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "kind": "dense", "n_in": self.n_in, "n_out": self.n_out,
+            "weight_format": str(self.weight_format), "weights": [[int(v) for v in row] for row in self.weights.tolist()],
+            "bias_format": str(self.bias_format), "bias": [int(v) for v in self.bias.tolist()],
+            "product_format": None if self.product_format is None else str(self.product_format),
+            "accum_format": None if self.accum_format is None else str(self.accum_format),
+            "activation": self.activation,
+            "output_format": None if self.output_format is None else str(self.output_format),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DenseLayer":
+        if d.get("kind", "dense") != "dense":
+            raise QModelError(f"layer kind {d.get('kind')!r} not supported (only 'dense')")
+        return cls(
+            name=d["name"], weights=np.array(d["weights"], dtype=object).reshape(int(d["n_in"]), int(d["n_out"])) if "n_in" in d else d["weights"],
+            weight_format=d["weight_format"], bias=np.array(d["bias"], dtype=object), bias_format=d["bias_format"],
+            activation=d.get("activation", "linear"), output_format=d.get("output_format"),
+            accum_format=d.get("accum_format"), product_format=d.get("product_format"),
+        )
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """The anomaly-score block. kind "mse": sum_j m_j (xq_j - out_j)**2 (masked by ``gate``, see module doc);
+    kind "mu2": sum_i out_i**2. Formats left None are filled with exact ones by QModel; ``format`` is the
+    score's output format, in which thresholds are given."""
+
+    kind: str
+    gate: tuple[int, ...] | None = None
+    diff_format: FixedFormat | None = None
+    square_format: FixedFormat | None = None
+    accum_format: FixedFormat | None = None
+    format: FixedFormat | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCORE_KINDS:
+            raise QModelError(f"score kind {self.kind!r} not supported; use one of {SCORE_KINDS}")
+        if self.gate is not None:
+            object.__setattr__(self, "gate", tuple(int(g) for g in self.gate))
+            if self.kind != "mse":
+                raise QModelError("a gate (object mask) applies only to the 'mse' score")
+        for k in ("diff_format", "square_format", "accum_format", "format"):
+            object.__setattr__(self, k, _fmt(getattr(self, k)))
+
+    def to_dict(self) -> dict:
+        s = lambda f: None if f is None else str(f)  # noqa: E731
+        return {"kind": self.kind, "gate": None if self.gate is None else list(self.gate),
+                "diff_format": s(self.diff_format), "square_format": s(self.square_format),
+                "accum_format": s(self.accum_format), "format": s(self.format)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ScoreSpec":
+        return cls(kind=d["kind"], gate=d.get("gate"), diff_format=d.get("diff_format"), square_format=d.get("square_format"),
+                   accum_format=d.get("accum_format"), format=d.get("format"))
+
+
+# ---------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class QModel:
+    """A quantized model plus its input scaling, score block and threshold comparators (see module doc).
+
+    Construct with ``QModel(input=InputSpec(...), input_quantizer=..., layers=[DenseLayer(...)], score=ScoreSpec(...)
+    or None, thresholds=(...), name=..., warnings=[...], meta={...})``; unspecified (None) accumulator, product
+    and score formats are filled with exact ones, and everything is validated. Immutable: use
+    ``with_thresholds`` / ``replace_formats`` for variants.
+    """
+
+    input: InputSpec
+    input_quantizer: FixedFormat
+    layers: tuple[DenseLayer, ...]
+    score: ScoreSpec | None = None
+    thresholds: tuple[int, ...] = ()
+    name: str = "qmodel"
+    warnings: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    scaled_format: FixedFormat | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_quantizer", FixedFormat.parse(self.input_quantizer))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "warnings", tuple(str(w) for w in self.warnings))
+        object.__setattr__(self, "thresholds", tuple(_check_int(t, "threshold") for t in self.thresholds))
+        object.__setattr__(self, "meta", dict(self.meta))
+        if not self.layers:
+            raise QModelError("a QModel needs at least one layer")
+        n = self.input.n
+        sf = self.input.scaled_format()
+        if self.scaled_format is not None and FixedFormat.parse(self.scaled_format) != sf:
+            raise QModelError(f"stored scaled_format {self.scaled_format} differs from the derived exact format {sf}")
+        object.__setattr__(self, "scaled_format", sf)
+        # network input quantizer
+        lo, hi = self.input.scaled_bounds()
+        lo, hi = _rq_bounds(lo, hi, sf, self.input_quantizer)
+        fmt = self.input_quantizer
+        xq_bounds = (lo, hi)
+        new_layers = []
+        names: set[str] = set()
+        for L in self.layers:
+            if L.name in names or L.name.startswith("score") or L.name in ("input", "scaled", "xq"):
+                raise QModelError(f"layer name {L.name!r} is duplicated or reserved")
+            names.add(L.name)
+            if L.n_in != len(lo):
+                raise QModelError(f"layer {L.name}: expects {L.n_in} inputs, previous tensor has {len(lo)}")
+            ab = L.accum_bounds(lo, hi, fmt)
+            exact_acc = FixedFormat.covering(min(ab["part_lo"]), max(ab["part_hi"]), ab["frac"])
+            prod = FixedFormat.covering(ab["pmin"], ab["pmax"], fmt.frac + L.weight_format.frac,
+                                        signed=(ab["pmin"] < 0) or fmt.signed or L.weight_format.signed)
+            if L.product_format is not None and L.product_format != prod:
+                raise QModelError(f"layer {L.name}: stored product_format {L.product_format} differs from derived {prod}")
+            acc = L.accum_format or exact_acc
+            out = L.output_format or acc
+            lo, hi = _layer_out_bounds(L, ab, acc, out)
+            new_layers.append(_replace_layer(L, accum_format=acc, product_format=prod, output_format=out))
+            fmt = out
+        object.__setattr__(self, "layers", tuple(new_layers))
+        if self.score is not None:
+            object.__setattr__(self, "score", self._finish_score(self.score, xq_bounds, (lo, hi)))
+        meta_bad = [k for k in self.meta if not isinstance(k, str)]
+        if meta_bad:
+            raise QModelError("meta keys must be strings")
+        try:
+            json.dumps(self.meta)
+        except TypeError as e:
+            raise QModelError(f"meta must be JSON-serialisable: {e}") from None
+
+    # ------------------------------------------------------------------ score formats
+    def _finish_score(self, sc: ScoreSpec, xq_b: tuple[list[int], list[int]], out_b: tuple[list[int], list[int]]) -> ScoreSpec:
+        xf, of = self.input_quantizer, self.output_format
+        if sc.kind == "mse":
+            if self.n_outputs != self.n_inputs:
+                raise QModelError(f"'mse' score needs n_outputs == n_inputs, got {self.n_outputs} != {self.n_inputs}")
+            if sc.gate is not None:
+                if len(sc.gate) != self.n_inputs or not all(0 <= g < self.n_inputs for g in sc.gate):
+                    raise QModelError(f"score gate must list {self.n_inputs} feature indices in [0, {self.n_inputs})")
+            fd = max(xf.frac, of.frac)
+            dlo = [(_align(a, xf.frac, fd) - _align(d, of.frac, fd)) for a, d in zip(xq_b[0], out_b[1])]
+            dhi = [(_align(b, xf.frac, fd) - _align(c, of.frac, fd)) for b, c in zip(xq_b[1], out_b[0])]
+            exact_d = FixedFormat.covering(min(dlo), max(dhi), fd)
+            diff = sc.diff_format or exact_d
+            dlo, dhi = _rq_bounds(dlo, dhi, exact_d, diff)
+            base, blo, bhi = diff, dlo, dhi
+        else:
+            if sc.diff_format is not None:
+                raise QModelError("'mu2' score has no diff_format")
+            diff = None
+            base, blo, bhi = of, out_b[0], out_b[1]
+        fs = 2 * base.frac
+        slo = [0 if a <= 0 <= b else min(a * a, b * b) for a, b in zip(blo, bhi)]
+        shi = [max(a * a, b * b) for a, b in zip(blo, bhi)]
+        exact_sq = FixedFormat.covering(min(slo), max(shi), fs, signed=False)
+        sq = sc.square_format or exact_sq
+        slo, shi = _rq_bounds(slo, shi, exact_sq, sq)
+        gated = sc.gate is not None
+        tlo = sum(min(0, v) if gated else v for v in slo)
+        thi = sum(max(0, v) if gated else v for v in shi)
+        exact_acc = FixedFormat.covering(min(tlo, 0), max(thi, 0), sq.frac, signed=tlo < 0)
+        acc = sc.accum_format or exact_acc
+        out = sc.format or acc
+        return ScoreSpec(kind=sc.kind, gate=sc.gate, diff_format=diff, square_format=sq, accum_format=acc, format=out)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_inputs(self) -> int:
+        return self.input.n
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1].n_out
+
+    @property
+    def output_format(self) -> FixedFormat:
+        return self.layers[-1].output_format  # type: ignore[return-value]
+
+    @property
+    def score_format(self) -> FixedFormat | None:
+        return None if self.score is None else self.score.format
+
+    @property
+    def n_thresholds(self) -> int:
+        return len(self.thresholds)
+
+    def tensor_bounds(self) -> dict[str, tuple[list[int], list[int]]]:
+        """Per-feature code bounds (lo, hi) from the interval analysis: ``scaled``, ``xq``, and per layer
+        ``<name>.accum`` (final sums, at the exact accumulator's frac), ``<name>.part`` (any partial sum, same
+        frac), ``<name>.out`` (codes of the output format)."""
+        lo, hi = self.input.scaled_bounds()
+        out: dict[str, tuple[list[int], list[int]]] = {"scaled": (lo, hi)}
+        lo, hi = _rq_bounds(lo, hi, self.scaled_format, self.input_quantizer)
+        out["xq"] = (lo, hi)
+        fmt = self.input_quantizer
+        for L in self.layers:
+            ab = L.accum_bounds(lo, hi, fmt)
+            out[f"{L.name}.accum"] = (ab["lo"], ab["hi"])
+            out[f"{L.name}.part"] = (ab["part_lo"], ab["part_hi"])
+            lo, hi = _layer_out_bounds(L, ab, L.accum_format, L.output_format)
+            out[f"{L.name}.out"] = (lo, hi)
+            fmt = L.output_format
+        return out
+
+    def layer_exact(self, i: int) -> bool:
+        """True if layer i's accumulator holds every partial sum exactly (no rounding or overflow possible inside
+        it, in any summation order): then the emulator and any adder tree give the plain exact sum."""
+        L = self.layers[i]
+        in_fmt = self.input_quantizer if i == 0 else self.layers[i - 1].output_format
+        lo, hi = self.tensor_bounds()["xq" if i == 0 else f"{self.layers[i - 1].name}.out"]
+        ab = L.accum_bounds(lo, hi, in_fmt)
+        return _holds(L.accum_format, ab["part_lo"], ab["part_hi"], ab["frac"])
+
+    def tensor_formats(self) -> dict[str, FixedFormat]:
+        """Every tensor's format, in data-flow order: ``input``, ``scaled``, ``xq``, then per layer
+        ``<name>.product``, ``<name>.accum``, ``<name>.out``, then ``score.diff`` (mse), ``score.square``,
+        ``score.accum``, ``score``."""
+        t: dict[str, FixedFormat] = {"input": self.input.format, "scaled": self.scaled_format, "xq": self.input_quantizer}
+        for L in self.layers:
+            t[f"{L.name}.product"] = L.product_format
+            t[f"{L.name}.accum"] = L.accum_format
+            t[f"{L.name}.out"] = L.output_format
+        if self.score is not None:
+            if self.score.diff_format is not None:
+                t["score.diff"] = self.score.diff_format
+            t["score.square"] = self.score.square_format
+            t["score.accum"] = self.score.accum_format
+            t["score"] = self.score.format
+        return t  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ thresholds
+    def with_thresholds(self, codes: Iterable[int]) -> "QModel":
+        """A copy with new threshold codes (integers in the score format); trigger bit k = score > codes[k]."""
+        if self.score is None:
+            raise QModelError("this QModel has no score block; thresholds need one")
+        return self._copy(thresholds=tuple(_check_int(c, "threshold") for c in np.atleast_1d(np.asarray(codes, dtype=object)).tolist()))
+
+    def threshold_code(self, value: float | Fraction) -> int:
+        """The code c with (score > value) <=> (score_code > c) for every representable score: floor(value / lsb)."""
+        if self.score is None:
+            raise QModelError("this QModel has no score block")
+        return math.floor(Fraction(value) / self.score.format.lsb)
+
+    def thresholds_real(self) -> list[float]:
+        """Threshold codes as real values of the score format."""
+        if self.score is None:
+            return []
+        return [float(Fraction(c) * self.score.format.lsb) for c in self.thresholds]
+
+    def with_warnings(self, extra: Iterable[str]) -> "QModel":
+        return self._copy(warnings=tuple(self.warnings) + tuple(extra))
+
+    def replace_formats(self, **layer_formats: Mapping[str, Any]) -> "QModel":
+        """A copy with some formats changed: ``replace_formats(dense1={"accum_format": "ap_fixed<20,8,RND,SAT>"},
+        score={"format": "ap_ufixed<16,8,TRN,SAT>"}, input_quantizer="ap_fixed<...>")``. Derived formats of
+        later tensors are recomputed; thresholds are kept as codes."""
+        d = self.to_dict()
+        for k, v in layer_formats.items():
+            if k == "input_quantizer":
+                d["input_quantizer"] = str(FixedFormat.parse(v))  # type: ignore[arg-type]
+                continue
+            target = d["score"] if k == "score" else next((L for L in d["layers"] if L["name"] == k), None)
+            if target is None:
+                raise KeyError(f"no layer named {k!r} (layers: {[L.name for L in self.layers]}, or 'score')")
+            for fk, fv in dict(v).items():
+                if fk not in target or not fk.endswith("format"):
+                    raise KeyError(f"{k}: unknown format field {fk!r}")
+                target[fk] = None if fv is None else str(FixedFormat.parse(fv))
+        # let exact formats downstream be recomputed: drop derived product formats
+        for L in d["layers"]:
+            L["product_format"] = None
+        return QModel.from_dict(d)
+
+    def _copy(self, **changes: Any) -> "QModel":
+        d = {"input": self.input, "input_quantizer": self.input_quantizer, "layers": self.layers, "score": self.score,
+             "thresholds": self.thresholds, "name": self.name, "warnings": self.warnings, "meta": copy.deepcopy(dict(self.meta)),
+             "scaled_format": self.scaled_format}
+        d.update(changes)
+        return QModel(**d)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "input": self.input.to_dict(),
+            "scaled_format": str(self.scaled_format),
+            "input_quantizer": str(self.input_quantizer),
+            "layers": [L.to_dict() for L in self.layers],
+            "score": None if self.score is None else self.score.to_dict(),
+            "thresholds": [int(t) for t in self.thresholds],
+            "warnings": list(self.warnings),
+            "meta": copy.deepcopy(dict(self.meta)),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "QModel":
+        if d.get("schema") != SCHEMA:
+            raise QModelError(f"not a QModel document: schema {d.get('schema')!r}, expected {SCHEMA!r}")
+        try:
+            inp = d["input"]
+            return cls(
+                input=InputSpec(inp["format"], np.array(inp["offset"], dtype=object), np.array(inp["shift"], dtype=object)),
+                input_quantizer=d["input_quantizer"],
+                layers=[DenseLayer.from_dict(L) for L in d["layers"]],
+                score=None if d.get("score") is None else ScoreSpec.from_dict(d["score"]),
+                thresholds=tuple(d.get("thresholds", ())),
+                name=d.get("name", "qmodel"),
+                warnings=tuple(d.get("warnings", ())),
+                meta=d.get("meta", {}),
+                scaled_format=d.get("scaled_format"),
+            )
+        except KeyError as e:
+            raise QModelError(f"QModel document lacks field {e}") from None
+
+    def to_json(self) -> str:
+        """Human-readable JSON: one weight row per line."""
+        d = self.to_dict()
+        text = json.dumps(d, indent=1)
+        # compact the integer lists (weights rows, bias, offsets) onto single lines
+        import re
+
+        return re.sub(r"\[\s*(-?\d+(?:,\s*-?\d+)*)\s*\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON document atomically; returns the path."""
+        from trigger.atomic import write_text_atomic
+
+        return write_text_atomic(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "QModel":
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise QModelError(f"{p}: not valid JSON ({e})") from None
+        return cls.from_dict(d)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QModel):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def summary(self) -> str:
+        """A short human-readable description of every tensor's format."""
+        lines = [f"QModel {self.name!r}: {self.n_inputs} -> " + " -> ".join(str(L.n_out) for L in self.layers)]
+        for k, f in self.tensor_formats().items():
+            lines.append(f"  {k:<20s} {f}")
+        if self.thresholds:
+            lines.append(f"  thresholds (codes)   {list(self.thresholds)}")
+        for w in self.warnings:
+            lines.append(f"  WARNING: {w}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- small helpers
+def _check_int(v: Any, what: str) -> int:
+    if isinstance(v, (bool, np.bool_)):
+        raise QModelError(f"{what} must be an integer code, got {v!r}")
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    raise QModelError(f"{what} must be an integer code, got {v!r}")
+
+
+def _holds(fmt: FixedFormat, lo: Sequence[int], hi: Sequence[int], frac: int) -> bool:
+    """True if codes in [lo, hi] at `frac` fraction bits are represented in fmt without any loss."""
+    if fmt.frac < frac:  # fraction bits would be dropped
+        return False
+    s = fmt.frac - frac
+    return fmt.min_code <= (min(lo) << s) and (max(hi) << s) <= fmt.max_code
+
+
+def _layer_out_bounds(L: DenseLayer, ab: Mapping[str, Any], acc: FixedFormat, out: FixedFormat) -> tuple[list[int], list[int]]:
+    """Per-output code bounds of a layer's output given its accumulator analysis `ab`."""
+    fa = ab["frac"]
+    if _holds(acc, ab["part_lo"], ab["part_hi"], fa):
+        exact = FixedFormat.covering(min(ab["part_lo"]), max(ab["part_hi"]), fa)
+        a_lo, a_hi = _rq_bounds(ab["lo"], ab["hi"], exact, acc)
+    else:
+        a_lo, a_hi = [acc.min_code] * L.n_out, [acc.max_code] * L.n_out
+    if L.activation == "relu":
+        a_lo, a_hi = [max(0, v) for v in a_lo], [max(0, v) for v in a_hi]
+    return _rq_bounds(a_lo, a_hi, acc, out)
+
+
+def _replace_layer(L: DenseLayer, **kw: Any) -> DenseLayer:
+    d = dict(name=L.name, weights=L.weights, weight_format=L.weight_format, bias=L.bias, bias_format=L.bias_format,
+             activation=L.activation, output_format=L.output_format, accum_format=L.accum_format, product_format=L.product_format)
+    d.update(kw)
+    return DenseLayer(**d)
