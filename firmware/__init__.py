@@ -17,7 +17,7 @@ from .ir import SCHEMA, DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, d
 __all__ = [
     "FixedFormat", "FixedFormatError", "ROUNDING_MODES", "OVERFLOW_MODES",
     "QModel", "QModelError", "InputSpec", "DenseLayer", "ScoreSpec", "SCHEMA", "default_gate",
-    "emulate", "EmulationResult", "EmulatorInputError", "import_qkeras", "import_qonnx", "ImportWarningList",
+    "emulate", "EmulationResult", "EmulatorInputError", "import_qkeras", "import_qonnx", "QKerasImportError",
 ]
 
 _LAZY = {
@@ -25,7 +25,7 @@ _LAZY = {
     "EmulationResult": ("emulator", "EmulationResult"),
     "EmulatorInputError": ("emulator", "EmulatorInputError"),
     "import_qkeras": ("import_qkeras", "import_qkeras"),
-    "ImportWarningList": ("import_qkeras", "ImportWarningList"),
+    "QKerasImportError": ("import_qkeras", "QKerasImportError"),
     "import_qonnx": ("import_qonnx", "import_qonnx"),
 }
 

@@ -225,6 +225,8 @@ class FixedFormat:
             return np.array([math.ldexp(float(int(v)), -self.frac) if abs(int(v)) < 1 << 53
                              else float(Fraction(int(v)) * self.lsb) for v in c.ravel()],
                             dtype=np.float64).reshape(c.shape)
+        if abs(self.frac) < 900:
+            return c.astype(np.float64) * (2.0 ** -self.frac)
         return np.ldexp(c.astype(np.float64), -self.frac)
 
     def from_values(self, values: Any) -> np.ndarray:
@@ -316,8 +318,10 @@ def round_shift(codes: Any, shift: int, mode: str) -> np.ndarray:
         return c << (-shift) if shift else c.copy()
     if c.dtype != object and shift > 61:
         c = _to_object(c)
-    r = c >> shift
     mode = _mode(mode, ROUNDING_MODES, "rounding")
+    if c.dtype != object and (c.size == 0 or _max_abs(c) < _I64_SAFE):
+        return _round_shift_i64(c, shift, mode)
+    r = c >> shift
     if mode == "TRN":
         return r
     d = c & ((1 << shift) - 1)
@@ -327,6 +331,38 @@ def round_shift(codes: Any, shift: int, mode: str) -> np.ndarray:
     if c.dtype == object:
         return r + inc.astype(np.int64).astype(object)
     return r + inc
+
+
+def _count_ovf(q: np.ndarray, fmt: FixedFormat) -> int:
+    """How many codes the overflow mode changes (SAT_SYM: the signed minimum code counts too)."""
+    lo, hi = fmt.min_code, fmt.max_code
+    if fmt.overflow == "SAT_SYM" and fmt.signed:
+        return int(np.count_nonzero((q <= lo) | (q > hi)))
+    return int(np.count_nonzero((q < lo) | (q > hi)))
+
+
+def _round_shift_i64(c: np.ndarray, shift: int, mode: str) -> np.ndarray:
+    """int64 fast path (|c| < 2**62, 1 <= shift <= 61): add a bias, then an arithmetic (floor) shift.
+    With c = k * 2**s + d (0 <= d < 2**s) and h = 2**(s-1):
+    RND (c+h)>>s; RND_MIN_INF (c+h-1)>>s; RND_CONV (c+h-1+(k&1))>>s; RND_INF (c+h-[c<0])>>s;
+    RND_ZERO (c+h-1+[c<0])>>s; TRN_ZERO (c+[c<0](2**s-1))>>s."""
+    h = 1 << (shift - 1)
+    if mode == "TRN":
+        return c >> shift
+    if mode == "RND":
+        return (c + h) >> shift
+    if mode == "RND_MIN_INF":
+        return (c + (h - 1)) >> shift
+    if mode == "RND_CONV":
+        return (c + ((c >> shift) & 1) + (h - 1)) >> shift
+    neg = (c < 0).astype(np.int64)
+    if mode == "RND_INF":
+        return (c + h - neg) >> shift
+    if mode == "RND_ZERO":
+        return (c + (h - 1) + neg) >> shift
+    if mode == "TRN_ZERO":
+        return (c + neg * ((1 << shift) - 1)) >> shift
+    raise FixedFormatError(f"unknown rounding mode {mode!r}")
 
 
 def apply_overflow(q: Any, fmt: FixedFormat) -> np.ndarray:
@@ -382,7 +418,16 @@ def requantize(codes: Any, src: FixedFormat | str, dst: FixedFormat | str) -> tu
         n_inexact = int(np.count_nonzero(d != 0))
     q = round_shift(c, shift, dst.rounding)
     lo, hi = dst.min_code, dst.max_code
-    n_ovf = int(np.count_nonzero((q < lo) | (q > hi)))
+    if q.size == 0:
+        return _as_codes(q, dst), n_inexact, 0
+    qmin, qmax = (int(q.min()), int(q.max())) if q.dtype != object else (min(q.ravel()), max(q.ravel()))
+    if lo <= qmin and qmax <= hi and not (dst.overflow == "SAT_SYM" and dst.signed and qmin == lo):
+        if q.dtype == object and dst.int64_ok:
+            q = q.astype(np.int64)
+        elif q.dtype != object and not dst.int64_ok:
+            q = _to_object(q)
+        return q, n_inexact, 0
+    n_ovf = _count_ovf(q, dst)
     return apply_overflow(q, dst), n_inexact, n_ovf
 
 
@@ -400,8 +445,21 @@ def quantize_float(x: Any, fmt: FixedFormat | str) -> tuple[np.ndarray, int, int
             return requantize(ints, FixedFormat(w, w, True), fmt)
         return requantize(a.astype(np.int64), FixedFormat(64, 64, True), fmt)
     a = a.astype(np.float64)
-    if np.isnan(a).any():
+    if a.size == 0:
+        return np.zeros(a.shape, dtype=fmt.code_dtype), 0, 0
+    amin, amax = a.min(), a.max()
+    if np.isnan(amin) or np.isnan(amax):
         raise ValueError(f"cannot quantize NaN to {fmt} ({int(np.isnan(a).sum())} NaN value(s))")
+    if fmt.int64_ok and abs(fmt.frac) < 900 and np.isfinite(amin) and np.isfinite(amax):
+        # fast path: every value already on the grid and in range -> exact conversion, nothing to round
+        t = a * (2.0 ** fmt.frac)  # exact: power-of-two scaling of finite doubles far from the exponent limits
+        r = np.floor(t)
+        if np.array_equal(t, r) and float(fmt.min_code) <= amin * 2.0 ** fmt.frac and amax * 2.0 ** fmt.frac <= float(fmt.max_code) \
+                and abs(amin) < 2.0**60 * 2.0**-fmt.frac and abs(amax) < 2.0**60 * 2.0**-fmt.frac:
+            q = t.astype(np.int64)
+            if fmt.overflow == "SAT_SYM" and fmt.signed and q.min() == fmt.min_code:
+                return apply_overflow(q, fmt), 0, int(np.count_nonzero(q == fmt.min_code))
+            return q, 0, 0
     with np.errstate(invalid="ignore", over="ignore"):
         t = np.ldexp(a, fmt.frac)  # exact (power-of-two scaling) except for over/underflow of the double range
         r = np.floor(t)
@@ -411,8 +469,7 @@ def quantize_float(x: Any, fmt: FixedFormat | str) -> tuple[np.ndarray, int, int
     n_inexact = int(np.count_nonzero(d != 0))
     inc = _round_increment(odd, d > 0.5, d == 0.5, d != 0, t < 0, fmt.rounding)
     q = r if inc is None else r + inc
-    lo, hi = fmt.min_code, fmt.max_code
-    n_ovf = int(np.count_nonzero((q < lo) | (q > hi)))
+    n_ovf = _count_ovf(q, fmt)
     if not np.isfinite(q).all():
         if fmt.overflow == "WRAP":
             raise ValueError(f"cannot wrap an infinite value into {fmt}")

@@ -403,6 +403,21 @@ class QModel:
 
     # ------------------------------------------------------------------ score formats
     def _finish_score(self, sc: ScoreSpec, xq_b: tuple[list[int], list[int]], out_b: tuple[list[int], list[int]]) -> ScoreSpec:
+        an = self._score_analysis(sc, xq_b, out_b)
+        return ScoreSpec(kind=sc.kind, gate=sc.gate, diff_format=an["diff"], square_format=an["square"],
+                         accum_format=an["accum"], format=an["format"])
+
+    def score_analysis(self) -> dict[str, Any]:
+        """Interval analysis of the score block: the configured formats (``diff``, ``square``, ``accum``,
+        ``format``), the exact formats of each step given the configured previous step (``exact_diff``,
+        ``exact_square``, ``exact_accum``), and whether each configured format is lossless (``diff_ok``,
+        ``square_ok``, ``accum_ok``: holds every value / partial sum)."""
+        if self.score is None:
+            raise QModelError("this QModel has no score block")
+        b = self.tensor_bounds()
+        return self._score_analysis(self.score, b["xq"], b[f"{self.layers[-1].name}.out"])
+
+    def _score_analysis(self, sc: ScoreSpec, xq_b: tuple[list[int], list[int]], out_b: tuple[list[int], list[int]]) -> dict[str, Any]:
         xf, of = self.input_quantizer, self.output_format
         if sc.kind == "mse":
             if self.n_outputs != self.n_inputs:
@@ -415,26 +430,31 @@ class QModel:
             dhi = [(_align(b, xf.frac, fd) - _align(c, of.frac, fd)) for b, c in zip(xq_b[1], out_b[0])]
             exact_d = FixedFormat.covering(min(dlo), max(dhi), fd)
             diff = sc.diff_format or exact_d
+            diff_ok = _holds(diff, dlo, dhi, fd)
             dlo, dhi = _rq_bounds(dlo, dhi, exact_d, diff)
             base, blo, bhi = diff, dlo, dhi
         else:
             if sc.diff_format is not None:
                 raise QModelError("'mu2' score has no diff_format")
-            diff = None
+            diff = exact_d = None
+            diff_ok = True
             base, blo, bhi = of, out_b[0], out_b[1]
         fs = 2 * base.frac
         slo = [0 if a <= 0 <= b else min(a * a, b * b) for a, b in zip(blo, bhi)]
         shi = [max(a * a, b * b) for a, b in zip(blo, bhi)]
         exact_sq = FixedFormat.covering(min(slo), max(shi), fs, signed=False)
         sq = sc.square_format or exact_sq
+        square_ok = _holds(sq, slo, shi, fs)
         slo, shi = _rq_bounds(slo, shi, exact_sq, sq)
-        gated = sc.gate is not None
-        tlo = sum(min(0, v) if gated else v for v in slo)
-        thi = sum(max(0, v) if gated else v for v in shi)
-        exact_acc = FixedFormat.covering(min(tlo, 0), max(thi, 0), sq.frac, signed=tlo < 0)
+        # bounds of any partial sum (masked terms are 0), any order
+        tlo = sum(min(0, v) for v in slo)
+        thi = sum(max(0, v) for v in shi)
+        exact_acc = FixedFormat.covering(tlo, max(thi, 0), sq.frac, signed=tlo < 0)
         acc = sc.accum_format or exact_acc
         out = sc.format or acc
-        return ScoreSpec(kind=sc.kind, gate=sc.gate, diff_format=diff, square_format=sq, accum_format=acc, format=out)
+        return {"diff": diff, "exact_diff": exact_d, "diff_ok": diff_ok, "square": sq, "exact_square": exact_sq,
+                "square_ok": square_ok, "accum": acc, "exact_accum": exact_acc, "accum_ok": _holds(acc, [tlo], [thi], sq.frac),
+                "format": out, "part_lo": tlo, "part_hi": thi}
 
     # ------------------------------------------------------------------ properties
     @property

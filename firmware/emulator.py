@@ -1,0 +1,360 @@
+"""Bit-exact emulator of a QModel: pure integer ap_fixed semantics, vectorised with NumPy.
+
+``emulate(qmodel, x)`` runs the IR's data flow (see firmware.ir) on integer codes. Matrix products use BLAS in
+float32 or float64 only when a bound proves every product and every partial sum is an integer below 2**24 /
+2**53 (so the float result is exact in any summation order); otherwise int64 (when every partial sum is below
+2**62) and otherwise Python integers (object arrays). Accumulators narrower than exact follow the hls4ml order
+(bias first, then inputs in index order, each product and partial sum converted to the accumulator format).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .fixed import FixedFormat, apply_overflow, quantize_float, requantize
+from .ir import QModel, _holds
+
+F32_EXACT = 1 << 24
+F64_EXACT = 1 << 53
+I64_SAFE = 1 << 62
+DEFAULT_CHUNK = 1 << 16
+
+
+class EmulatorInputError(ValueError):
+    """The emulator input is malformed (shape, NaN/inf, or off-grid / out of range with strict=True)."""
+
+
+@dataclass
+class EmulationResult:
+    """Emulator output for N events.
+
+    outputs_int: (N, n_out) int64 codes of the network output (``output_format``); ``outputs``: their real values.
+    score_int: (N,) score codes (``score_format``); ``score``: real values (both None without a score block).
+    trigger: (N, n_thresholds) bool, bit k = score_int > thresholds[k].
+    stats: per tensor {"inexact": values that lost fraction bits, "overflow": values the overflow mode changed};
+    ``stats["input"]`` counts raw inputs off the input format's grid / out of its range.
+    tensors: every intermediate's codes when ``emulate(..., keep=True)`` (names as in ``QModel.tensor_formats``:
+    input, scaled, xq, <layer>.accum, <layer>.out, score.diff, score.square, score.accum), else empty.
+    backends: the arithmetic used per layer ("f32"/"f64" exact BLAS, "i64", "object", "sequential").
+    """
+
+    outputs_int: np.ndarray
+    score_int: np.ndarray | None
+    trigger: np.ndarray
+    output_format: FixedFormat
+    score_format: FixedFormat | None
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    backends: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.outputs_int.shape[0])
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """Real values of the network output (float64; exact for formats up to 53 bits)."""
+        return self.output_format.to_float(self.outputs_int)
+
+    @property
+    def score(self) -> np.ndarray | None:
+        """Real values of the score (float64; exact for formats up to 53 bits)."""
+        return None if self.score_int is None else self.score_format.to_float(self.score_int)
+
+    @property
+    def xq_int(self) -> np.ndarray:
+        """Codes of the quantized network input (needs keep=True)."""
+        return self._kept("xq")
+
+    @property
+    def input_int(self) -> np.ndarray:
+        """Codes of the raw input in the input format (needs keep=True)."""
+        return self._kept("input")
+
+    def _kept(self, name: str) -> np.ndarray:
+        if name not in self.tensors:
+            raise KeyError(f"tensor {name!r} was not kept: call emulate(..., keep=True)")
+        return self.tensors[name]
+
+    @property
+    def n_overflow(self) -> int:
+        """Total number of values changed by an overflow mode anywhere after the raw input."""
+        return sum(v["overflow"] for k, v in self.stats.items() if k != "input")
+
+
+# ---------------------------------------------------------------------- compiled plan
+@dataclass
+class _LayerPlan:
+    name: str
+    in_fmt: FixedFormat
+    w_fmt: FixedFormat
+    acc_fmt: FixedFormat
+    out_fmt: FixedFormat
+    prod_fmt: FixedFormat
+    exact: bool
+    backend: str
+    w_num: Any  # weights in the matmul dtype
+    w_int: np.ndarray  # integer weights (int64 or object)
+    shift_p: int  # product codes -> exact accumulator frac
+    bias_exact: Any  # bias codes at the exact accumulator frac (int64 or object)
+    bias_code: np.ndarray  # raw bias codes
+    bias_fmt: FixedFormat
+    frac_exact: int
+    relu: bool
+
+
+def _plan(q: QModel) -> dict[str, Any]:
+    cached = q.__dict__.get("_emu_plan")
+    if cached is not None:
+        return cached
+    bounds = q.tensor_bounds()
+    layers = []
+    in_fmt = q.input_quantizer
+    in_b = bounds["xq"]
+    for i, L in enumerate(q.layers):
+        ab = L.accum_bounds(in_b[0], in_b[1], in_fmt)
+        amax = [max(abs(a), abs(b)) for a, b in zip(*in_b)]
+        wl = [[abs(int(v)) for v in row] for row in L.weights.tolist()]
+        # bound on any partial sum of the integer dot product (at the product frac), any order
+        m = max((sum(amax[i2] * wl[i2][j] for i2 in range(L.n_in)) for j in range(L.n_out)), default=0)
+        max_w = max((max(r) for r in wl), default=0)
+        if max(amax, default=0) < F32_EXACT and max_w < F32_EXACT and m < F32_EXACT:
+            backend = "f32"
+        elif max(amax, default=0) < F64_EXACT and max_w < F64_EXACT and m < F64_EXACT:
+            backend = "f64"
+        elif m < I64_SAFE:
+            backend = "i64"
+        else:
+            backend = "object"
+        fp = in_fmt.frac + L.weight_format.frac
+        fa = ab["frac"]
+        exact = _holds(L.accum_format, ab["part_lo"], ab["part_hi"], fa)
+        big = (max(max(abs(v) for v in ab["part_lo"]), max(abs(v) for v in ab["part_hi"])) >= I64_SAFE)
+        w_int = L.weights.astype(object) if (backend == "object" or big) else L.weights.astype(np.int64)
+        w_num = {"f32": np.float32, "f64": np.float64}.get(backend)
+        w_num = L.weights.astype(np.float64).astype(w_num) if w_num else w_int
+        b_ex = [int(v) << (fa - L.bias_format.frac) for v in L.bias.tolist()]
+        bias_exact = np.array(b_ex, dtype=object if (big or backend == "object") else np.int64)
+        layers.append(_LayerPlan(
+            name=L.name, in_fmt=in_fmt, w_fmt=L.weight_format, acc_fmt=L.accum_format, out_fmt=L.output_format,
+            prod_fmt=L.product_format, exact=exact, backend=backend if exact else "sequential", w_num=w_num, w_int=w_int,
+            shift_p=fa - fp, bias_exact=bias_exact, bias_code=L.bias, bias_fmt=L.bias_format, frac_exact=fa,
+            relu=L.activation == "relu",
+        ))
+        in_b = bounds[f"{L.name}.out"]
+        in_fmt = L.output_format
+    sub, lsh = q.input.scaled_code_params()
+    plan = {
+        "layers": layers,
+        "score": q.score_analysis() if q.score is not None else None,
+        "identity_scaling": q.input.is_identity and q.scaled_format == q.input.format,
+        "sub": sub, "lsh": lsh,
+        "gate": None if (q.score is None or q.score.gate is None) else np.asarray(q.score.gate, dtype=np.int64),
+        "thresholds": np.array(q.thresholds, dtype=object if any(abs(t) >= I64_SAFE for t in q.thresholds) else np.int64),
+    }
+    q.__dict__["_emu_plan"] = plan
+    return plan
+
+
+def _rq(codes: np.ndarray, src: FixedFormat, dst: FixedFormat, stats: dict, name: str) -> np.ndarray:
+    """requantize with statistics; a no-op when dst holds src exactly at the same LSB."""
+    if src.frac == dst.frac and dst.contains_format(src):
+        st = stats.setdefault(name, {"inexact": 0, "overflow": 0})
+        out = codes
+        if dst.int64_ok and codes.dtype == object:
+            out = codes.astype(np.int64)
+        return out
+    out, n_in, n_ov = requantize(codes, src, dst)
+    st = stats.setdefault(name, {"inexact": 0, "overflow": 0})
+    st["inexact"] += n_in
+    st["overflow"] += n_ov
+    return out
+
+
+def _dense(p: _LayerPlan, a: np.ndarray, stats: dict) -> np.ndarray:
+    """Accumulator codes of one dense layer (exact path or hls4ml-sequential path)."""
+    if p.backend in ("f32", "f64"):
+        dt = np.float32 if p.backend == "f32" else np.float64
+        acc = (a.astype(dt) @ p.w_num)
+        acc = acc.astype(np.int64)
+    elif p.backend == "i64" and a.dtype != object:
+        acc = a.astype(np.int64) @ p.w_int
+    elif p.backend == "sequential":
+        return _dense_sequential(p, a, stats)
+    else:
+        acc = a.astype(object) @ p.w_int.astype(object)
+    if p.bias_exact.dtype == object and acc.dtype != object:
+        acc = acc.astype(object)
+    if p.shift_p:
+        acc = acc << p.shift_p
+    acc = acc + p.bias_exact
+    # exact accumulator at frac_exact -> the configured accumulator (holds it exactly: only the LSB may differ)
+    shift = p.frac_exact - p.acc_fmt.frac
+    if shift:
+        acc = acc << (-shift) if shift < 0 else acc >> shift  # shift > 0 cannot happen when exact
+    stats.setdefault(f"{p.name}.accum", {"inexact": 0, "overflow": 0})
+    if p.acc_fmt.int64_ok and acc.dtype == object:
+        acc = acc.astype(np.int64)
+    return acc
+
+
+def _dense_sequential(p: _LayerPlan, a: np.ndarray, stats: dict) -> np.ndarray:
+    """hls4ml order: acc = (accum_t) bias; for i: acc = (accum_t)(acc + (accum_t)(in_i * w_ij))."""
+    name = f"{p.name}.accum"
+    st = stats.setdefault(name, {"inexact": 0, "overflow": 0})
+    n = a.shape[0]
+    acc = np.broadcast_to(_rq(np.asarray(p.bias_code), p.bias_fmt, p.acc_fmt, stats, name), (n, p.bias_code.shape[0]))
+    acc = np.array(acc)
+    wide = FixedFormat(p.acc_fmt.width + 2, p.acc_fmt.integer + 2, True)  # holds any sum of two accumulator values
+    use_obj = (a.dtype == object or p.w_int.dtype == object or not p.acc_fmt.int64_ok
+               or p.prod_fmt.width > 62 or wide.width > 62)
+    ai = a.astype(object) if use_obj else a.astype(np.int64)
+    wi = p.w_int.astype(object) if use_obj else p.w_int.astype(np.int64)
+    if use_obj:
+        acc = acc.astype(object)
+    for i in range(wi.shape[0]):
+        prod = ai[:, i:i + 1] * wi[i][None, :]
+        pq = _rq(prod, p.prod_fmt, p.acc_fmt, stats, name)
+        s = acc + pq
+        before = st["overflow"]
+        acc = apply_overflow(s, p.acc_fmt)
+        st["overflow"] = before + int(np.count_nonzero((s < p.acc_fmt.min_code) | (s > p.acc_fmt.max_code)))
+    return acc
+
+
+def _square_sum(q: QModel, plan: dict, xq: np.ndarray, out: np.ndarray, xin: np.ndarray, stats: dict, keep: dict | None) -> np.ndarray:
+    sc = q.score
+    an = plan["score"]
+    if sc.kind == "mse":
+        xf, of, ed = q.input_quantizer, q.output_format, an["exact_diff"]
+        fd = ed.frac
+        if ed.width > 62:
+            xq, out = xq.astype(object), out.astype(object)
+        d = (xq << (fd - xf.frac)) - (out << (fd - of.frac))
+        d = _rq(d, ed, sc.diff_format, stats, "score.diff")
+        if keep is not None:
+            keep.setdefault("score.diff", []).append(d)
+    else:
+        d = out
+    es = an["exact_square"]
+    if es.width > 62 and d.dtype != object:
+        d = d.astype(object)
+    sq = _rq(d * d, es, sc.square_format, stats, "score.square")
+    if plan["gate"] is not None:
+        sq = np.where(xin[:, plan["gate"]] > 0, sq, 0)
+        if sq.dtype == object and sc.square_format.int64_ok:
+            sq = sq.astype(np.int64)
+    if keep is not None:
+        keep.setdefault("score.square", []).append(sq)
+    acc_f, sqf = sc.accum_format, sc.square_format
+    if an["accum_ok"]:
+        if not an["exact_accum"].int64_ok and sq.dtype != object:
+            sq = sq.astype(object)
+        s = sq.sum(axis=1)
+        if acc_f.frac != sqf.frac:
+            s = s << (acc_f.frac - sqf.frac)
+        if acc_f.int64_ok and s.dtype == object:
+            s = s.astype(np.int64)
+        stats.setdefault("score.accum", {"inexact": 0, "overflow": 0})
+    else:  # hls4ml order with a narrow accumulator: acc = 0; for j: acc = (accum_t)(acc + (accum_t) sq_j)
+        name = "score.accum"
+        st = stats.setdefault(name, {"inexact": 0, "overflow": 0})
+        s = np.zeros(sq.shape[0], dtype=object if acc_f.width + 2 > 62 else np.int64)
+        for j in range(sq.shape[1]):
+            t = _rq(sq[:, j], sqf, acc_f, stats, name)
+            u = s + t
+            st["overflow"] += int(np.count_nonzero((u < acc_f.min_code) | (u > acc_f.max_code)))
+            s = apply_overflow(u, acc_f)
+    if keep is not None:
+        keep.setdefault("score.accum", []).append(s)
+    return _rq(s, acc_f, sc.format, stats, "score")
+
+
+def _check_x(q: QModel, x: Any) -> np.ndarray:
+    try:
+        a = np.asarray(x)
+    except Exception as e:  # pragma: no cover
+        raise EmulatorInputError(f"emulator input is not array-like: {e}") from None
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+        raise EmulatorInputError(f"emulator input must be a numeric array, got dtype {a.dtype}")
+    n_in = q.n_inputs
+    if a.ndim == 3 and a.shape[1] * a.shape[2] == n_in:
+        a = a.reshape(a.shape[0], n_in)
+    if a.ndim != 2 or a.shape[1] != n_in:
+        raise EmulatorInputError(f"emulator input must have shape (N, {n_in}), got {a.shape}")
+    if np.issubdtype(a.dtype, np.floating):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            rows = np.flatnonzero(bad.any(axis=1))
+            raise EmulatorInputError(f"emulator input has NaN/inf in {len(rows)} event(s) (first: row {rows[0]}, "
+                                     f"column {int(np.flatnonzero(bad[rows[0]])[0])})")
+    return a
+
+
+def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False, chunk: int = DEFAULT_CHUNK) -> EmulationResult:
+    """Run the QModel bit-exactly on x, the (N, n_inputs) raw hardware-unit input (floats holding the input
+    format's values; (N, 19, 3) is flattened row-major). Inputs off the input format's grid are rounded with its
+    rounding mode (counted in ``result.stats["input"]``); ``strict=True`` raises instead. ``keep=True`` also
+    returns every intermediate tensor's codes. Processes ``chunk`` events at a time."""
+    if not isinstance(qmodel, QModel):
+        raise TypeError(f"emulate() needs a firmware.QModel, got {type(qmodel).__name__}")
+    a = _check_x(qmodel, x)
+    plan = _plan(qmodel)
+    n = a.shape[0]
+    stats: dict[str, dict[str, int]] = {}
+    kept: dict[str, list] | None = {} if keep else None
+    parts: dict[str, list] = {"out": [], "score": []}
+    chunk = max(1, int(chunk))
+    for s0 in range(0, max(n, 1), chunk):
+        xa = a[s0:s0 + chunk]
+        xin, n_inexact, n_ovf = quantize_float(xa, qmodel.input.format)
+        st = stats.setdefault("input", {"inexact": 0, "overflow": 0})
+        st["inexact"] += n_inexact
+        st["overflow"] += n_ovf
+        if strict and (n_inexact or n_ovf):
+            raise EmulatorInputError(f"{n_inexact} input value(s) off the grid of {qmodel.input.format} and {n_ovf} out of its "
+                                     f"range (strict=True)")
+        # integer scaling: (x - offset) * 2**-shift, exact
+        if plan["identity_scaling"]:
+            scaled = xin
+        else:
+            need_obj = qmodel.scaled_format.width > 62 or xin.dtype == object
+            xs = xin.astype(object) if need_obj else xin
+            sub = plan["sub"] if need_obj else plan["sub"].astype(np.int64)
+            scaled = (xs - sub[None, :]) << plan["lsh"][None, :]
+        xq = _rq(scaled, qmodel.scaled_format, qmodel.input_quantizer, stats, "xq")
+        if kept is not None:
+            kept.setdefault("input", []).append(xin)
+            kept.setdefault("scaled", []).append(scaled)
+            kept.setdefault("xq", []).append(xq)
+        h = xq
+        for p in plan["layers"]:
+            acc = _dense(p, h, stats)
+            if kept is not None:
+                kept.setdefault(f"{p.name}.accum", []).append(acc)
+            if p.relu:
+                acc = np.maximum(acc, 0) if acc.dtype != object else np.where(acc > 0, acc, 0)
+            h = _rq(acc, p.acc_fmt, p.out_fmt, stats, f"{p.name}.out")
+            if kept is not None:
+                kept.setdefault(f"{p.name}.out", []).append(h)
+        parts["out"].append(h)
+        if qmodel.score is not None:
+            parts["score"].append(_square_sum(qmodel, plan, xq, h, xin, stats, kept))
+    cat = lambda k: np.concatenate(parts[k]) if parts[k] else None  # noqa: E731
+    out_i = cat("out")[:n]
+    score_i = cat("score")[:n] if qmodel.score is not None else None
+    if score_i is not None and qmodel.thresholds:
+        trig = np.asarray(score_i[:, None] > plan["thresholds"][None, :], dtype=bool)
+    else:
+        trig = np.zeros((len(out_i), len(qmodel.thresholds)), dtype=bool)
+    return EmulationResult(
+        outputs_int=out_i,
+        score_int=score_i,
+        trigger=trig,
+        output_format=qmodel.output_format,
+        score_format=qmodel.score_format,
+        stats=stats,
+        tensors={k: np.concatenate(v)[:n] for k, v in kept.items()} if kept is not None else {},
+        backends={p.name: p.backend for p in plan["layers"]},
+    )

@@ -1,0 +1,390 @@
+"""QKeras -> QModel importer.
+
+Supported graphs: a chain (each layer has one input) from the model input to the chosen output layer, made of
+    InputLayer, QActivation(quantized_bits | quantized_relu | "relu" | "linear"), QDense (kernel and bias
+    quantizers quantized_bits with alpha None/1 or "auto_po2"; activation linear / relu / quantized_relu /
+    quantized_bits), Activation("linear"|"relu"), Dropout (inference identity), Flatten of a flat input.
+The chain is: [input quantizer] (QDense [activation quantizer])* [output quantizer]. Anything else raises
+QKerasImportError naming the layer.
+
+QKeras quantizer semantics (qkeras 0.9.0, read from its source):
+    quantized_bits(b, i, symmetric=s, keep_negative=True, alpha=1):  xq = clip(tf.round(x * 2**(b-1-i)),
+        -2**(b-1) + s, 2**(b-1) - 1) * 2**-(b-1-i)          == ap_fixed<b, i+1, RND_CONV, SAT (SAT_SYM if s)>
+    quantized_bits(..., keep_negative=False):              == ap_ufixed<b, i, RND_CONV, SAT>
+    quantized_relu(b, i):  clip(tf.round(relu(x) * 2**(b-i)), 0, 2**b - 1) * 2**-(b-i)
+                                                            == relu, then ap_ufixed<b, i, RND_CONV, SAT>
+tf.round rounds half to even (RND_CONV). The forward value QKeras returns is ``x + (xq - x)`` in float32 (the
+straight-through form), which equals xq only when ``xq - x`` is exact in float32; and QDense computes
+``dot(x, Wq) + bq`` in float32, exact only while every partial sum fits 24 significant bits. The importer
+checks both bounds per layer and reports every place where predict() can differ from true fixed point in
+``QModel.warnings`` (never silently).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .fixed import FixedFormat, quantize_float
+from .ir import DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
+
+F32_BITS = 24
+
+
+class QKerasImportError(QModelError):
+    """The Keras/QKeras model cannot be represented exactly in the IR."""
+
+
+# ---------------------------------------------------------------------- quantizer -> FixedFormat
+def _num(v: Any) -> Any:
+    if hasattr(v, "numpy"):
+        v = v.numpy()
+    if isinstance(v, np.ndarray):
+        if v.size != 1:
+            raise QKerasImportError(f"per-channel quantizer parameter {v!r} is not supported")
+        v = v.reshape(()).item()
+    return v
+
+
+def quantizer_format(q: Any, *, where: str) -> tuple[FixedFormat, bool]:
+    """(format, applies_relu) of a QKeras quantizer object; raises for quantizers without an exact fixed-point
+    equivalent (stochastic rounding, qnoise_factor != 1, non-power-of-two scale, relu with negative slope...)."""
+    name = type(q).__name__
+    if name not in ("quantized_bits", "quantized_relu"):
+        raise QKerasImportError(f"{where}: quantizer {name} has no fixed-point equivalent here (use quantized_bits / quantized_relu)")
+    if getattr(q, "use_stochastic_rounding", False):
+        raise QKerasImportError(f"{where}: stochastic rounding is not supported")
+    qn = float(_num(getattr(q, "qnoise_factor", 1.0)))
+    if qn != 1.0:
+        raise QKerasImportError(f"{where}: qnoise_factor={qn} (must be 1 for a deployed model)")
+    bits, integer = int(_num(q.bits)), int(_num(q.integer))
+    if name == "quantized_bits":
+        alpha = q.alpha
+        if isinstance(alpha, str):
+            raise QKerasImportError(f"{where}: alpha={alpha!r} (a learned scale) - use alpha=1 (power-of-two fixed point)")
+        if alpha is not None and float(_num(alpha)) != 1.0:
+            raise QKerasImportError(f"{where}: alpha={alpha} - only alpha=1 (or None) is a plain fixed-point format")
+        keep_neg = bool(q.keep_negative)
+        if bits - int(keep_neg) <= 0:
+            raise QKerasImportError(f"{where}: {bits}-bit quantized_bits is a sign/binary quantizer, not fixed point")
+        if keep_neg:
+            return FixedFormat(bits, integer + 1, True, "RND_CONV", "SAT_SYM" if q.symmetric else "SAT"), False
+        return FixedFormat(bits, integer, False, "RND_CONV", "SAT"), False
+    # quantized_relu
+    if getattr(q, "use_sigmoid", 0):
+        raise QKerasImportError(f"{where}: quantized_relu(use_sigmoid=1) is not supported")
+    if float(_num(getattr(q, "negative_slope", 0.0))) != 0.0:
+        raise QKerasImportError(f"{where}: quantized_relu with negative_slope (leaky relu) is not supported")
+    if not getattr(q, "is_quantized_clip", True) and getattr(q, "relu_upper_bound", None) is not None:
+        raise QKerasImportError(f"{where}: quantized_relu with relu_upper_bound is not supported")
+    return FixedFormat(bits, integer, False, "RND_CONV", "SAT"), True
+
+
+def _activation_kind(act: Any, *, where: str) -> tuple[str, Any]:
+    """('linear'|'relu'|'quant', quantizer-or-None) for a Keras activation / QActivation payload."""
+    if act is None:
+        return "linear", None
+    if isinstance(act, str):
+        a = act.strip()
+        if a in ("linear", "None", ""):
+            return "linear", None
+        if a == "relu":
+            return "relu", None
+        from qkeras.quantizers import get_quantizer
+
+        try:
+            return "quant", get_quantizer(a)
+        except Exception:
+            raise QKerasImportError(f"{where}: activation {a!r} not supported") from None
+    nm = getattr(act, "__name__", type(act).__name__)
+    if nm == "linear":
+        return "linear", None
+    if nm == "relu":
+        return "relu", None
+    if type(act).__name__ in ("quantized_bits", "quantized_relu") or hasattr(act, "bits"):
+        return "quant", act
+    raise QKerasImportError(f"{where}: activation {nm!r} not supported (linear, relu, quantized_relu, quantized_bits)")
+
+
+# ---------------------------------------------------------------------- graph walk
+def _chain(model: Any, output_layer: str | None) -> list[Any]:
+    """Layers from the input to the output, each with exactly one inbound layer."""
+    if output_layer is not None:
+        try:
+            last = model.get_layer(output_layer)
+        except ValueError:
+            raise QKerasImportError(f"model has no layer named {output_layer!r}; layers: {[l.name for l in model.layers]}") from None
+    else:
+        outs = model.outputs
+        if len(outs) != 1:
+            raise QKerasImportError(f"model has {len(outs)} outputs; pass output_layer= to pick one ({[l.name for l in model.layers]})")
+        last = outs[0]._keras_history.layer
+    chain = [last]
+    seen = {id(last)}
+    while True:
+        layer = chain[-1]
+        nodes = [n for n in layer._inbound_nodes]
+        if type(layer).__name__ == "InputLayer" or not nodes:
+            break
+        inbound = nodes[0].inbound_layers
+        if isinstance(inbound, (list, tuple)):
+            if len(inbound) != 1:
+                raise QKerasImportError(f"layer {layer.name!r} has {len(inbound)} inputs; only chains are supported")
+            inbound = inbound[0]
+        if id(inbound) in seen:
+            raise QKerasImportError("cyclic graph")
+        seen.add(id(inbound))
+        chain.append(inbound)
+    chain.reverse()
+    return chain
+
+
+# ---------------------------------------------------------------------- weights
+def _tf_eval(q: Any, w: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    return np.asarray(q(tf.constant(w, dtype=tf.float32)).numpy(), dtype=np.float32)
+
+
+def _derived_format(vals: np.ndarray, *, where: str) -> FixedFormat:
+    """Narrowest signed fixed format holding every float value exactly (for folded power-of-two scales)."""
+    v = np.asarray(vals, dtype=np.float64).ravel()
+    nz = v[v != 0]
+    if nz.size == 0:
+        return FixedFormat(2, 2, True)
+    m, e = np.frexp(nz)  # v = m * 2**e, 0.5 <= |m| < 1; m has <= 53 bits
+    frac = 0
+    for mm, ee in zip(m.tolist(), e.tolist()):
+        k = 0
+        while mm != int(mm):
+            mm *= 2
+            k += 1
+        frac = max(frac, k - ee)
+    codes = np.round(v * 2.0**frac).astype(np.int64)
+    f = FixedFormat.covering(int(codes.min()), int(codes.max()), frac, signed=True)
+    if f.width > 32:
+        raise QKerasImportError(f"{where}: the quantized values need a {f.width}-bit fixed format (not a fixed-point quantizer?)")
+    return f
+
+
+def _quantize_param(layer: Any, kind: str, raw: np.ndarray, qobj: Any, warnings: list[str]) -> tuple[np.ndarray, FixedFormat]:
+    where = f"layer {layer.name!r} {kind}"
+    if qobj is None:
+        raise QKerasImportError(f"{where} has no quantizer: a float {kind} has no fixed-point equivalent")
+    tf_vals = _tf_eval(qobj, raw)
+    if type(qobj).__name__ == "quantized_bits" and isinstance(getattr(qobj, "alpha", None), str):
+        if qobj.alpha != "auto_po2":
+            raise QKerasImportError(f"{where}: alpha={qobj.alpha!r} is not a power-of-two scale")
+        fmt = _derived_format(tf_vals, where=where)
+        warnings.append(f"{where}: alpha='auto_po2' per-channel power-of-two scales folded into one format {fmt}")
+        return fmt.from_values(tf_vals.astype(np.float64)), fmt
+    fmt, _ = quantizer_format(qobj, where=where)
+    codes, _, _ = quantize_float(raw.astype(np.float64), fmt)  # the true fixed-point quantization of the float parameter
+    exact_vals = fmt.to_float(codes)
+    bad = int(np.count_nonzero(exact_vals != tf_vals.astype(np.float64)))
+    if bad:
+        warnings.append(f"{where}: {bad} value(s) that QKeras uses differ from their fixed-point quantization "
+                        f"(float32 straight-through x + (q(x) - x) far outside the range of {fmt}); the IR uses the fixed-point values")
+    return codes, fmt
+
+
+# ---------------------------------------------------------------------- importer
+def import_qkeras(
+    model: Any,
+    input_format: str | FixedFormat = "ap_fixed<16,6>",
+    *,
+    scaler: Any = None,
+    score: str | None = "mse",
+    thresholds: Iterable[int] = (),
+    gate: Sequence[int] | str | None = "auto",
+    output_layer: str | None = None,
+    accum_formats: Mapping[str, str] | None = None,
+    score_formats: Mapping[str, str] | None = None,
+    name: str | None = None,
+) -> QModel:
+    """Build a QModel from a trained QKeras model.
+
+    model         a keras.Model (chain of QActivation / QDense, see module doc); the VAE's deployed encoder
+                  (input -> mu quantizer) or any model with ``output_layer=`` naming the mu quantizer.
+    input_format  format of the raw hardware-unit input x that the chip receives (e.g. "ap_int<17>" for L1
+                  hardware codes, or the default "ap_fixed<16,6>" for already-scaled inputs with scaler=None).
+    scaler        None (identity) or an object with integer ``offset`` and ``shift`` arrays (trigger.scaler):
+                  the model sees (x - offset) * 2**-shift.
+    score         "mse" (AE: masked squared error, no division), "mu2" (VAE: sum mu_i**2) or None.
+    thresholds    integer codes in the score format (``QModel.threshold_code`` converts real values).
+    gate          "auto": the L1 object mask when n_inputs == 57 (feature j counted iff its object's raw pT code
+                  > 0), no mask otherwise; None: no mask; or an explicit list of gate feature indices.
+    accum_formats {layer name: format} to override (narrow) an accumulator; default exact.
+    score_formats {"diff_format"|"square_format"|"accum_format"|"format": format}; default exact.
+    Returns the QModel; ``qmodel.warnings`` lists every place where QKeras' float simulation can differ from
+    true fixed point (empty when predict() is provably bit-exact for inputs on the input grid).
+    """
+    try:
+        import qkeras  # noqa: F401
+    except ImportError as e:  # pragma: no cover
+        raise QKerasImportError(f"QKeras is not importable: {e}") from None
+    warnings: list[str] = []
+    chain = _chain(model, output_layer)
+    if type(chain[0]).__name__ != "InputLayer":
+        raise QKerasImportError("the chain does not start at an InputLayer")
+    in_shape = chain[0].output.shape if hasattr(chain[0], "output") else chain[0].input_shape
+    dims = [int(d) for d in tuple(in_shape)[1:]]
+    n_in = int(np.prod(dims))
+    input_format = FixedFormat.parse(input_format)
+    inp = InputSpec.from_scaler(scaler, n_in, input_format)
+
+    # walk: collect stages
+    input_quant: FixedFormat | None = None
+    layers: list[dict[str, Any]] = []
+    layer_names: list[str] = []
+    for layer in chain[1:]:
+        cls = type(layer).__name__
+        where = f"layer {layer.name!r} ({cls})"
+        if cls in ("Dropout", "GaussianNoise", "GaussianDropout", "ActivityRegularization"):
+            continue
+        if cls == "Flatten":
+            if len(dims) != 1 and layers:
+                raise QKerasImportError(f"{where}: Flatten after dense layers is not supported")
+            continue
+        if cls == "QDense":
+            if getattr(layer, "kernel_quantizer_internal", None) is None:
+                raise QKerasImportError(f"{where}: no kernel_quantizer")
+            kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
+            w_codes, w_fmt = _quantize_param(layer, "kernel", kernel, layer.kernel_quantizer_internal, warnings)
+            if layer.use_bias:
+                bias = np.asarray(layer.bias.numpy(), dtype=np.float32)
+                b_codes, b_fmt = _quantize_param(layer, "bias", bias, layer.bias_quantizer_internal, warnings)
+            else:
+                b_codes, b_fmt = np.zeros(kernel.shape[1], dtype=np.int64), FixedFormat(2, 2, True)
+            kind, q = _activation_kind(layer.activation, where=where)
+            entry = {"name": layer.name, "weights": w_codes, "weight_format": w_fmt, "bias": b_codes, "bias_format": b_fmt,
+                     "activation": "linear", "output_format": None, "keras": layer}
+            layers.append(entry)
+            layer_names.append(layer.name)
+            _apply_activation(entry, kind, q, where, warnings, layer)
+            continue
+        if cls in ("QActivation", "Activation", "ReLU"):
+            if cls == "ReLU":
+                if getattr(layer, "max_value", None) is not None or float(getattr(layer, "negative_slope", 0)) != 0 or float(getattr(layer, "threshold", 0)) != 0:
+                    raise QKerasImportError(f"{where}: only a plain ReLU is supported")
+                kind, q = "relu", None
+            else:
+                payload = getattr(layer, "quantizer", None) if cls == "QActivation" else layer.activation
+                if cls == "QActivation" and isinstance(layer.activation, str) and layer.activation in ("relu", "linear"):
+                    payload = layer.activation
+                kind, q = _activation_kind(payload, where=where)
+            if not layers:
+                if kind == "linear":
+                    continue
+                if kind == "relu":
+                    raise QKerasImportError(f"{where}: a relu on the raw input is not supported")
+                if input_quant is not None:
+                    raise QKerasImportError(f"{where}: two input quantizers in a row")
+                fmt, relu = quantizer_format(q, where=where)
+                if relu:
+                    raise QKerasImportError(f"{where}: quantized_relu as input quantizer is not supported")
+                input_quant = fmt
+                continue
+            _apply_activation(layers[-1], kind, q, where, warnings, layer)
+            continue
+        if cls in ("Dense", "BatchNormalization", "QBatchNormalization", "QDenseBatchnorm"):
+            raise QKerasImportError(f"{where}: not supported (unquantized Dense, or batch normalisation: fold it first)")
+        raise QKerasImportError(f"{where}: layer type not supported")
+    if not layers:
+        raise QKerasImportError("the model has no QDense layer")
+    if input_quant is None:
+        input_quant = inp.scaled_format()
+        warnings.append(f"no input quantizer: the network sees the scaled input exactly ({input_quant})")
+    if layers[-1]["output_format"] is None:
+        warnings.append(f"the last layer {layers[-1]['name']!r} has no output quantizer: the output is the exact accumulator "
+                        "(hls4ml keeps its own accumulator type there - set it explicitly)")
+    accum_formats = dict(accum_formats or {})
+    unknown = set(accum_formats) - set(layer_names)
+    if unknown:
+        raise QKerasImportError(f"accum_formats names unknown layers {sorted(unknown)}; layers: {layer_names}")
+    ir_layers = [DenseLayer(name=e["name"], weights=e["weights"], weight_format=e["weight_format"], bias=e["bias"],
+                            bias_format=e["bias_format"], activation=e["activation"], output_format=e["output_format"],
+                            accum_format=accum_formats.get(e["name"]))
+                 for e in layers]
+    # score block
+    sc = None
+    if score is not None:
+        if score not in ("mse", "mu2"):
+            raise QKerasImportError(f"score must be 'mse', 'mu2' or None, got {score!r}")
+        g = None
+        if score == "mse":
+            if gate == "auto":
+                g = default_gate() if n_in == 57 else None
+            elif gate is not None:
+                g = tuple(int(v) for v in gate)
+        sf = dict(score_formats or {})
+        bad = set(sf) - {"diff_format", "square_format", "accum_format", "format"}
+        if bad:
+            raise QKerasImportError(f"unknown score_formats keys {sorted(bad)}")
+        sc = ScoreSpec(kind=score, gate=g, **sf)
+    thr = list(thresholds)
+    for t in thr:
+        if isinstance(t, (float, np.floating)) and not float(t).is_integer():
+            raise QKerasImportError(f"threshold {t} is not an integer code; convert real values with qmodel.threshold_code(value)")
+    meta = {"source": "qkeras", "keras_model": str(getattr(model, "name", "")), "layers": [l.name for l in chain],
+            "input_shape": dims}
+    qm = QModel(input=inp, input_quantizer=input_quant, layers=ir_layers, score=sc, thresholds=tuple(int(t) for t in thr),
+                name=name or str(getattr(model, "name", "qkeras_model")), warnings=(), meta=meta)
+    warnings.extend(_float32_warnings(qm, [e.get("ste") for e in layers]))
+    return qm.with_warnings(warnings)
+
+
+def _apply_activation(entry: dict, kind: str, q: Any, where: str, warnings: list[str], layer: Any) -> None:
+    if kind == "linear":
+        return
+    if entry["output_format"] is not None:
+        raise QKerasImportError(f"{where}: a second activation/quantizer after layer {entry['name']!r} is not supported "
+                                "(one quantizer per dense layer)")
+    if kind == "relu":
+        if entry["activation"] == "relu":
+            return
+        entry["activation"] = "relu"
+        return
+    fmt, relu = quantizer_format(q, where=where)
+    if relu:
+        entry["activation"] = "relu"
+    entry["output_format"] = fmt
+    entry["ste"] = {"relu": relu, "quantizer": q, "clip": bool(getattr(q, "is_quantized_clip", True)) if relu else False}
+
+
+def _float32_warnings(qm: QModel, ste: list[Any]) -> list[str]:
+    """Where TensorFlow's float32 forward pass can differ from exact fixed point, with the reason and bound."""
+    out = []
+    b = qm.tensor_bounds()
+    # input quantizer: STE x + (xq - x) on the float32 scaled input
+    lo, hi = b["scaled"]
+    sf, xf = qm.scaled_format, qm.input_quantizer
+    xmax = max(max(abs(v) for v in lo), max(abs(v) for v in hi)) * 2.0 ** -sf.frac
+    fine = max(sf.frac, xf.frac)
+    need = math.log2(max(xmax + float(xf.max_value), 2.0**-fine) * 2.0**fine + 1)
+    if need > F32_BITS:
+        out.append(f"input quantizer {xf}: scaled inputs up to {xmax:g} make QKeras' float32 straight-through value "
+                   f"x + (q(x) - x) inexact ({need:.1f} > {F32_BITS} bits) for inputs far outside the quantizer range")
+    if sf.width > F32_BITS and not qm.input.is_identity:
+        out.append(f"scaled input needs {sf.width} bits ({sf}): feeding it to QKeras as float32 can round it")
+    in_fmt = qm.input_quantizer
+    for L, st in zip(qm.layers, ste):
+        part_lo, part_hi = b[f"{L.name}.part"]
+        fa = L.exact_frac(in_fmt)
+        m = max(max(abs(v) for v in part_lo), max(abs(v) for v in part_hi))
+        bits = m.bit_length()
+        if bits > F32_BITS:
+            out.append(f"layer {L.name!r}: partial sums need {bits} significant bits > {F32_BITS}: TensorFlow's float32 "
+                       f"dot/bias_add can round them, so QKeras predict may differ from fixed point after the next quantizer")
+        if st is not None and not (st["relu"] and st["clip"]):
+            # quantized_bits (or an unclipped quantized_relu): x + (xq - x) with x the float32 accumulator
+            of = L.output_format
+            fine = max(fa, of.frac)
+            xm = m * 2.0 ** -fa
+            need = math.log2((xm + float(max(abs(of.min_value), abs(of.max_value)))) * 2.0**fine + 1)
+            if need > F32_BITS:
+                out.append(f"quantizer after layer {L.name!r} ({of}): accumulator values up to {xm:g} make QKeras' float32 "
+                           f"straight-through value x + (q(x) - x) inexact when it saturates ({need:.1f} > {F32_BITS} bits)")
+        in_fmt = L.output_format
+    return out
