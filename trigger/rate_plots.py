@@ -1,0 +1,112 @@
+"""Plots of a RatesReport (mplhep style, PNG, written atomically): the rate curve with its band and the target
+rates, ROC curves on a log-FPR axis, and signal efficiency versus trigger rate."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .rate_report import RatesReport
+
+
+@contextmanager
+def _figure(path: Path, figsize=(8, 6)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    with plt.style.context(mplhep.style.CMS):
+        fig, ax = plt.subplots(figsize=figsize)
+        try:
+            yield fig, ax
+            fig.tight_layout()
+            with atomic_path(path, suffix=".png") as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
+        finally:
+            plt.close(fig)
+
+
+def plot_rate_curve(report: RatesReport, path: str | Path) -> Path:
+    """Rate [kHz] versus threshold with the interval band; target rates and chosen thresholds marked."""
+    path = Path(path)
+    c = report.curve
+    with _figure(path) as (fig, ax):
+        x = np.asarray(c.thresholds, dtype=np.float64)
+        pos = c.rate_hz > 0
+        ax.fill_between(x, c.rate_lo_hz / 1e3, c.rate_hi_hz / 1e3, step="post", alpha=0.3, color="C0",
+                        label=f"{c.method}, CL {c.cl:.3g}")
+        ax.step(x[pos], c.rate_hz[pos] / 1e3, where="post", color="C0", label="rate (score > threshold)")
+        for i, th in enumerate(report.thresholds):
+            color = f"C{(i + 1) % 10}"
+            ax.axhline(th.target_hz / 1e3, ls="--", lw=1, color=color)
+            ax.plot([th.threshold], [th.target_hz / 1e3], "o", color=color,
+                    label=f"{th.target_hz / 1e3:g} kHz: threshold {th.threshold:.6g}")
+        ax.set_yscale("log")
+        positive = np.r_[c.rate_hi_hz[c.rate_hi_hz > 0], [t.target_hz for t in report.thresholds]]
+        ax.set_ylim(bottom=positive.min() / 1e3 / 3)
+        ax.set_xlabel("anomaly-score threshold")
+        ax.set_ylabel("L1 rate [kHz]")
+        ax.legend(fontsize="x-small", loc="upper right")
+    return path
+
+
+def plot_roc(report: RatesReport, path: str | Path) -> Path:
+    """ROC curves of every signal against zero bias, log FPR axis, with the FPR targets marked."""
+    path = Path(path)
+    with _figure(path) as (fig, ax):
+        for i, (name, s) in enumerate(report.signals.items()):
+            d = s.roc.downsampled(400)
+            f, t = np.asarray(d["fpr"]), np.asarray(d["tpr"])
+            keep = f > 0
+            ax.plot(f[keep], t[keep], color=f"C{i % 10}", label=f"{name} (AUC {s.roc.auc:.3f})")
+        for f in report.config.fpr_targets:
+            ax.axvline(f, ls=":", color="grey")
+        ax.set_xscale("log")
+        ax.set_xlim(left=min(report.config.fpr_targets) / 10, right=1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("false-positive rate (zero bias)")
+        ax.set_ylabel("signal efficiency (TPR)")
+        zb = report.config.zb_rate_hz
+        top = ax.secondary_xaxis("top", functions=(lambda f: f * zb / 1e3, lambda r: r * 1e3 / zb))
+        top.set_xlabel("L1 rate [kHz]")
+        ax.legend(fontsize="x-small", loc="lower right")
+    return path
+
+
+def plot_efficiency_vs_rate(report: RatesReport, path: str | Path) -> Path:
+    """Signal efficiency versus L1 rate [kHz] (log), with the efficiencies at the target rates and their intervals."""
+    path = Path(path)
+    c = report.curve
+    with _figure(path) as (fig, ax):
+        pos = c.rate_hz > 0
+        for i, (name, s) in enumerate(report.signals.items()):
+            color = f"C{i % 10}"
+            ax.plot(c.rate_hz[pos] / 1e3, s.efficiency_curve[pos], color=color, label=name)
+            r = np.array([e["rate_hz"] for e in s.efficiency_at_rate]) / 1e3
+            e = np.array([e["efficiency"] for e in s.efficiency_at_rate])
+            lo = np.array([x["efficiency_lo"] for x in s.efficiency_at_rate])
+            hi = np.array([x["efficiency_hi"] for x in s.efficiency_at_rate])
+            ok = r > 0
+            ax.errorbar(r[ok], e[ok], yerr=[e[ok] - lo[ok], hi[ok] - e[ok]], fmt="o", color=color, ms=4)
+        for th in report.thresholds:
+            ax.axvline(th.target_hz / 1e3, ls="--", lw=1, color="grey")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("L1 rate [kHz]")
+        ax.set_ylabel("signal efficiency")
+        if report.signals:
+            ax.legend(fontsize="x-small", loc="upper left")
+    return path
+
+
+def write_plots(report: RatesReport, out_dir: str | Path) -> list[Path]:
+    """All plots of the report into out_dir (ROC and efficiency only when there are signals)."""
+    out = Path(out_dir)
+    paths = [plot_rate_curve(report, out / "rate_curve.png")]
+    if report.signals:
+        paths += [plot_roc(report, out / "roc.png"), plot_efficiency_vs_rate(report, out / "efficiency_vs_rate.png")]
+    return paths
