@@ -104,8 +104,12 @@ class _LayerPlan:
     relu: bool
 
 
-def _plan(q: QModel) -> dict[str, Any]:
-    cached = q.__dict__.get("_emu_plan")
+BACKENDS = ("auto", "i64", "object")
+
+
+def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
+    key = f"_emu_plan_{force}"
+    cached = q.__dict__.get(key)
     if cached is not None:
         return cached
     bounds = q.tensor_bounds()
@@ -127,6 +131,8 @@ def _plan(q: QModel) -> dict[str, Any]:
             backend = "i64"
         else:
             backend = "object"
+        if force == "object" or (force == "i64" and backend in ("f32", "f64")):
+            backend = force
         fp = in_fmt.frac + L.weight_format.frac
         fa = ab["frac"]
         exact = _holds(L.accum_format, ab["part_lo"], ab["part_hi"], fa)
@@ -153,7 +159,7 @@ def _plan(q: QModel) -> dict[str, Any]:
         "gate": None if (q.score is None or q.score.gate is None) else np.asarray(q.score.gate, dtype=np.int64),
         "thresholds": np.array(q.thresholds, dtype=object if any(abs(t) >= I64_SAFE for t in q.thresholds) else np.int64),
     }
-    q.__dict__["_emu_plan"] = plan
+    q.__dict__[key] = plan
     return plan
 
 
@@ -204,8 +210,10 @@ def _dense_sequential(p: _LayerPlan, a: np.ndarray, stats: dict) -> np.ndarray:
     name = f"{p.name}.accum"
     st = stats.setdefault(name, {"inexact": 0, "overflow": 0})
     n = a.shape[0]
-    acc = np.broadcast_to(_rq(np.asarray(p.bias_code), p.bias_fmt, p.acc_fmt, stats, name), (n, p.bias_code.shape[0]))
-    acc = np.array(acc)
+    bq, b_inexact, b_ovf = requantize(np.asarray(p.bias_code), p.bias_fmt, p.acc_fmt)
+    st["inexact"] += b_inexact * n  # the bias conversion happens once per event
+    st["overflow"] += b_ovf * n
+    acc = np.array(np.broadcast_to(bq, (n, p.bias_code.shape[0])))
     wide = FixedFormat(p.acc_fmt.width + 2, p.acc_fmt.integer + 2, True)  # holds any sum of two accumulator values
     use_obj = (a.dtype == object or p.w_int.dtype == object or not p.acc_fmt.int64_ok
                or p.prod_fmt.width > 62 or wide.width > 62)
@@ -292,15 +300,20 @@ def _check_x(q: QModel, x: Any) -> np.ndarray:
     return a
 
 
-def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False, chunk: int = DEFAULT_CHUNK) -> EmulationResult:
+def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False, chunk: int = DEFAULT_CHUNK,
+            backend: str = "auto") -> EmulationResult:
     """Run the QModel bit-exactly on x, the (N, n_inputs) raw hardware-unit input (floats holding the input
     format's values; (N, 19, 3) is flattened row-major). Inputs off the input format's grid are rounded with its
     rounding mode (counted in ``result.stats["input"]``); ``strict=True`` raises instead. ``keep=True`` also
-    returns every intermediate tensor's codes. Processes ``chunk`` events at a time."""
+    returns every intermediate tensor's codes. Processes ``chunk`` events at a time. ``backend``: "auto" (exact
+    float BLAS where a bound allows it), or "i64" / "object" to force integer arithmetic (for cross-checks; the
+    results are identical by construction)."""
     if not isinstance(qmodel, QModel):
         raise TypeError(f"emulate() needs a firmware.QModel, got {type(qmodel).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     a = _check_x(qmodel, x)
-    plan = _plan(qmodel)
+    plan = _plan(qmodel, backend)
     n = a.shape[0]
     stats: dict[str, dict[str, int]] = {}
     kept: dict[str, list] | None = {} if keep else None

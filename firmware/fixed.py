@@ -189,7 +189,8 @@ class FixedFormat:
         if other.frac > self.frac:
             return False
         s = self.frac - other.frac
-        return self.min_code <= (other.min_code << s) and (other.max_code << s) <= self.max_code
+        lo = self.min_code + (1 if (self.overflow == "SAT_SYM" and self.signed) else 0)  # SAT_SYM maps min -> -max
+        return lo <= (other.min_code << s) and (other.max_code << s) <= self.max_code
 
     @classmethod
     def covering(cls, lo_code: int, hi_code: int, frac: int, *, signed: bool | None = None) -> "FixedFormat":
@@ -452,7 +453,8 @@ def quantize_float(x: Any, fmt: FixedFormat | str) -> tuple[np.ndarray, int, int
         raise ValueError(f"cannot quantize NaN to {fmt} ({int(np.isnan(a).sum())} NaN value(s))")
     if fmt.int64_ok and abs(fmt.frac) < 900 and np.isfinite(amin) and np.isfinite(amax):
         # fast path: every value already on the grid and in range -> exact conversion, nothing to round
-        t = a * (2.0 ** fmt.frac)  # exact: power-of-two scaling of finite doubles far from the exponent limits
+        with np.errstate(over="ignore", invalid="ignore"):
+            t = a * (2.0 ** fmt.frac)  # exact: power-of-two scaling (checked finite below)
         r = np.floor(t)
         if np.array_equal(t, r) and float(fmt.min_code) <= amin * 2.0 ** fmt.frac and amax * 2.0 ** fmt.frac <= float(fmt.max_code) \
                 and abs(amin) < 2.0**60 * 2.0**-fmt.frac and abs(amax) < 2.0**60 * 2.0**-fmt.frac:
@@ -461,7 +463,10 @@ def quantize_float(x: Any, fmt: FixedFormat | str) -> tuple[np.ndarray, int, int
                 return apply_overflow(q, fmt), 0, int(np.count_nonzero(q == fmt.min_code))
             return q, 0, 0
     with np.errstate(invalid="ignore", over="ignore"):
-        t = np.ldexp(a, fmt.frac)  # exact (power-of-two scaling) except for over/underflow of the double range
+        t = np.ldexp(a, fmt.frac)
+    if not np.isfinite(t[np.isfinite(a)]).all():  # finite input scaled past the double range: exact Python path
+        return _quantize_py(a, fmt)
+    with np.errstate(invalid="ignore", over="ignore"):  # exact (power-of-two scaling) except for over/underflow of the double range
         r = np.floor(t)
         finite = np.isfinite(t)
         d = np.where(finite, t - r, 0.0)  # the dropped fraction, exactly, in [0, 1)
@@ -480,6 +485,22 @@ def quantize_float(x: Any, fmt: FixedFormat | str) -> tuple[np.ndarray, int, int
         return apply_overflow(q.astype(np.int64), fmt), n_inexact, n_ovf
     qi = np.array([int(v) for v in q.ravel()], dtype=object).reshape(q.shape)
     return apply_overflow(qi, fmt), n_inexact, n_ovf
+
+
+def _quantize_py(a: np.ndarray, fmt: FixedFormat) -> tuple[np.ndarray, int, int]:
+    """Exact element-wise float -> code conversion with Python Fractions (rare: huge scaling)."""
+    qs, n_inexact = [], 0
+    for x in a.ravel().tolist():
+        if math.isinf(x):
+            if fmt.overflow == "WRAP":
+                raise ValueError(f"cannot wrap an infinite value into {fmt}")
+            qs.append((1 << (fmt.width + 2)) * (1 if x > 0 else -1))
+            continue
+        t = Fraction(x) / fmt.lsb
+        n_inexact += t.denominator != 1
+        qs.append(_ref_round(t, fmt.rounding))
+    q = np.array(qs, dtype=object).reshape(a.shape)
+    return apply_overflow(q, fmt), n_inexact, _count_ovf(q, fmt)
 
 
 # ---------------------------------------------------------------------- slow exact references

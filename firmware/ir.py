@@ -77,18 +77,20 @@ def _fmt(f: Any) -> FixedFormat | None:
 
 
 def _int_array(a: Any, name: str, ndim: int) -> np.ndarray:
-    arr = np.asarray(a, dtype=object) if not isinstance(a, np.ndarray) else a
+    """A read-only integer array (int64, or object when a value needs more than 62 bits); floats must be integral."""
+    arr = a if isinstance(a, np.ndarray) else np.asarray(a, dtype=object)
     if arr.ndim != ndim:
-        raise QModelError(f"{name}: expected {ndim}-d integer array, got shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise QModelError(f"{name}: values must be integers (codes), got non-integer floats")
-    vals = [int(v) for v in arr.ravel()] if arr.dtype == object else arr.ravel().tolist()
-    for v in vals:
-        if isinstance(v, float) and v != int(v):
-            raise QModelError(f"{name}: values must be integers (codes)")
-    big = any(abs(int(v)) >= 1 << 62 for v in vals)
-    out = np.array([int(v) for v in vals], dtype=object if big else np.int64).reshape(arr.shape)
+        raise QModelError(f"{name}: expected a {ndim}-d integer array, got shape {arr.shape}")
+    vals = []
+    for v in arr.ravel().tolist():
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise QModelError(f"{name}: values must be integers (codes), got {type(v).__name__}")
+        if isinstance(v, (float, np.floating)):
+            if not math.isfinite(v) or v != int(v):
+                raise QModelError(f"{name}: values must be integers (codes), got {v!r}")
+        vals.append(int(v))
+    big = any(abs(v) >= 1 << 62 for v in vals)
+    out = np.array(vals, dtype=object if big else np.int64).reshape(arr.shape)
     out.setflags(write=False)
     return out
 
@@ -145,6 +147,13 @@ class InputSpec:
         object.__setattr__(self, "offset", off)
         object.__setattr__(self, "shift", sh)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InputSpec):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
     @classmethod
     def identity(cls, n: int, fmt: FixedFormat | str) -> "InputSpec":
         return cls(FixedFormat.parse(fmt), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
@@ -180,8 +189,8 @@ class InputSpec:
         subs, lsh = [], []
         for o, s in zip(self.offset.tolist(), self.shift.tolist()):
             sub = Fraction(int(o)) / self.format.lsb
-            if sub.denominator != 1:  # pragma: no cover - integer offset with frac < 0 input
-                raise QModelError(f"offset {o} is not on the input grid {self.format}")
+            if sub.denominator != 1:  # an input format with negative fraction bits: offsets must be on its grid
+                raise QModelError(f"input offset {o} is not on the input grid {self.format} (a multiple of {self.format.lsb})")
             subs.append(int(sub))
             lsh.append(f_s - (f_in + int(s)))
         return np.array(subs, dtype=object), np.array(lsh, dtype=np.int64)
@@ -235,6 +244,13 @@ class DenseLayer:
             raise QModelError(f"layer {self.name}: activation {self.activation!r} not supported; use one of {ACTIVATIONS}")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "bias", b)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DenseLayer):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def n_in(self) -> int:
@@ -480,7 +496,14 @@ class QModel:
     def tensor_bounds(self) -> dict[str, tuple[list[int], list[int]]]:
         """Per-feature code bounds (lo, hi) from the interval analysis: ``scaled``, ``xq``, and per layer
         ``<name>.accum`` (final sums, at the exact accumulator's frac), ``<name>.part`` (any partial sum, same
-        frac), ``<name>.out`` (codes of the output format)."""
+        frac), ``<name>.out`` (codes of the output format). Computed once per QModel (it is immutable)."""
+        cached = self.__dict__.get("_tensor_bounds")
+        if cached is None:
+            cached = self._tensor_bounds()
+            self.__dict__["_tensor_bounds"] = cached
+        return {k: (list(v[0]), list(v[1])) for k, v in cached.items()}
+
+    def _tensor_bounds(self) -> dict[str, tuple[list[int], list[int]]]:
         lo, hi = self.input.scaled_bounds()
         out: dict[str, tuple[list[int], list[int]]] = {"scaled": (lo, hi)}
         lo, hi = _rq_bounds(lo, hi, self.scaled_format, self.input_quantizer)
@@ -665,7 +688,8 @@ def _holds(fmt: FixedFormat, lo: Sequence[int], hi: Sequence[int], frac: int) ->
     if fmt.frac < frac:  # fraction bits would be dropped
         return False
     s = fmt.frac - frac
-    return fmt.min_code <= (min(lo) << s) and (max(hi) << s) <= fmt.max_code
+    fmin = fmt.min_code + (1 if (fmt.overflow == "SAT_SYM" and fmt.signed) else 0)  # SAT_SYM maps min -> -max
+    return fmin <= (min(lo) << s) and (max(hi) << s) <= fmt.max_code
 
 
 def _layer_out_bounds(L: DenseLayer, ab: Mapping[str, Any], acc: FixedFormat, out: FixedFormat) -> tuple[list[int], list[int]]:
