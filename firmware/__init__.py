@@ -9,6 +9,8 @@ Heavy imports (TensorFlow, QKeras, QONNX) happen only when the importers are cal
 """
 from __future__ import annotations
 
+import importlib
+import types
 from typing import Any
 
 from .fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat, FixedFormatError
@@ -24,18 +26,44 @@ _LAZY = {
     "emulate": ("emulator", "emulate"),
     "EmulationResult": ("emulator", "EmulationResult"),
     "EmulatorInputError": ("emulator", "EmulatorInputError"),
-    "import_qkeras": ("import_qkeras", "import_qkeras"),
     "QKerasImportError": ("import_qkeras", "QKerasImportError"),
-    "import_qonnx": ("import_qonnx", "import_qonnx"),
 }
+
+
+class _CallableModule(types.ModuleType):
+    """A submodule named like the function it defines (``firmware/import_qkeras.py`` defines ``import_qkeras``).
+    Python binds the package attribute to the *module* whenever the submodule is imported
+    (``from firmware.import_qkeras import X``), which would shadow the function; calling the module therefore
+    calls the function, so ``firmware.import_qkeras(...)`` works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rsplit(".", 1)[1])(*args, **kwargs)
+
+
+def _bind(name: str) -> Any:
+    mod = importlib.import_module(f".{name}", __name__)
+    if not isinstance(mod, _CallableModule):
+        mod.__class__ = _CallableModule
+    fn = getattr(mod, name)
+    globals()[name] = fn
+    return fn
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         mod, attr = _LAZY[name]
         value = getattr(importlib.import_module(f".{mod}", __name__), attr)
         globals()[name] = value
         return value
+    if name in ("import_qkeras", "import_qonnx"):
+        return _bind(name)
     raise AttributeError(f"module 'firmware' has no attribute {name!r}")
+
+
+# both importers are light at import time (TensorFlow / QONNX load inside the functions)
+_bind("import_qkeras")
+try:
+    _bind("import_qonnx")
+except ModuleNotFoundError as _e:  # pragma: no cover - the QONNX importer is optional in a partial checkout
+    if _e.name != f"{__name__}.import_qonnx":
+        raise
