@@ -102,9 +102,16 @@ class _LayerPlan:
     bias_fmt: FixedFormat
     frac_exact: int
     relu: bool
+    dot_bound: int = 0  # bound on any partial sum of the integer dot product (product LSB)
+    part_bound: int = 0  # bound on any partial sum incl. bias (exact accumulator LSB)
+    max_w: int = 0
+    w_f64: Any = None
+    w_f32: Any = None
+    bias_f64: Any = None  # bias at the accumulator format's LSB
+    bias_f32: Any = None
 
 
-BACKENDS = ("auto", "i64", "object")
+BACKENDS = ("auto", "int", "i64", "object")
 
 
 def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
@@ -142,11 +149,17 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
         w_num = L.weights.astype(np.float64).astype(w_num) if w_num else w_int
         b_ex = [int(v) << (fa - L.bias_format.frac) for v in L.bias.tolist()]
         bias_exact = np.array(b_ex, dtype=object if (big or backend == "object") else np.int64)
+        part_bound = max(max(abs(v) for v in ab["part_lo"]), max(abs(v) for v in ab["part_hi"]))
+        k_acc = L.accum_format.frac - fa
+        small = part_bound < F64_LIM and max_w < F64_LIM and k_acc >= 0 and k_acc < 52
+        b_acc = [v << k_acc for v in b_ex] if k_acc >= 0 else b_ex
         layers.append(_LayerPlan(
             name=L.name, in_fmt=in_fmt, w_fmt=L.weight_format, acc_fmt=L.accum_format, out_fmt=L.output_format,
             prod_fmt=L.product_format, exact=exact, backend=backend if exact else "sequential", w_num=w_num, w_int=w_int,
             shift_p=fa - fp, bias_exact=bias_exact, bias_code=L.bias, bias_fmt=L.bias_format, frac_exact=fa,
-            relu=L.activation == "relu",
+            relu=L.activation == "relu", dot_bound=m, part_bound=part_bound, max_w=max_w,
+            w_f64=L.weights.astype(np.float64) if small else None, w_f32=L.weights.astype(np.float32) if small else None,
+            bias_f64=np.array(b_acc, dtype=np.float64) if small else None, bias_f32=np.array(b_acc, dtype=np.float32) if small else None,
         ))
         in_b = bounds[f"{L.name}.out"]
         in_fmt = L.output_format
@@ -159,6 +172,9 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
         "gate": None if (q.score is None or q.score.gate is None) else np.asarray(q.score.gate, dtype=np.int64),
         "thresholds": np.array(q.thresholds, dtype=object if any(abs(t) >= I64_SAFE for t in q.thresholds) else np.int64),
     }
+    plan["sub_f"] = np.array([float(v) for v in sub], dtype=np.float64) if all(abs(int(v)) < F64_LIM for v in sub) else None
+    plan["mul_f"] = np.array([2.0 ** int(k) for k in lsh], dtype=np.float64)
+    plan["float"] = _float_plan(q, plan) if (force == "auto" and plan["sub_f"] is not None) else None
     q.__dict__[key] = plan
     return plan
 
@@ -300,74 +316,253 @@ def _check_x(q: QModel, x: Any) -> np.ndarray:
     return a
 
 
+# ---------------------------------------------------------------------- float fast path
+F64_LIM = 1 << 52  # codes below this (and shifts <= 50) keep every float64 step below exact (incl. t +- 0.5)
+F32_LIM = 1 << 23
+MAX_SHIFT64, MAX_SHIFT32 = 50, 22
+
+
+def _float_plan(q: QModel, plan: dict) -> dict | None:
+    """Decide whether the whole model can run on float arrays holding integer codes, exactly: every tensor
+    format, every partial sum and every rounding step below 2**52 (float32 layers: below 2**23), every
+    accumulator exact. Returns per-layer dtypes, or None (then the integer path runs)."""
+    fmts = [q.input.format, q.scaled_format, q.input_quantizer] + [f for L in q.layers for f in (L.accum_format, L.output_format)]
+    if any(f.width > 52 for f in fmts):
+        return None
+    if q.scaled_format.frac - q.input_quantizer.frac > MAX_SHIFT64:
+        return None
+    layer_dt = []
+    in_w = q.input_quantizer.width
+    for p in plan["layers"]:
+        if p.backend not in ("f32", "f64", "i64") or not p.exact:
+            return None
+        m = max(p.dot_bound, p.part_bound)
+        s_out = p.acc_fmt.frac - p.out_fmt.frac
+        if m >= F64_LIM or (p.acc_fmt.frac - p.frac_exact) > 50 or s_out > MAX_SHIFT64:
+            return None
+        f32 = (m < F32_LIM and p.part_bound << (p.acc_fmt.frac - p.frac_exact) < F32_LIM and in_w <= 23 and p.acc_fmt.width <= 23
+               and p.out_fmt.width <= 23 and s_out <= MAX_SHIFT32 and p.max_w < F32_LIM)
+        layer_dt.append(np.float32 if f32 else np.float64)
+        in_w = p.out_fmt.width
+    sa = plan["score"]
+    if sa is not None:
+        sc = q.score
+        steps = [sa["exact_square"], sc.square_format, sa["exact_accum"], sc.accum_format, sc.format]
+        if sc.kind == "mse":
+            steps += [sa["exact_diff"], sc.diff_format]
+            if sa["exact_diff"].frac - sc.diff_format.frac > MAX_SHIFT64:
+                return None
+        if any(f.width > 52 for f in steps) or not sa["accum_ok"]:
+            return None
+        if sa["exact_square"].frac - sc.square_format.frac > MAX_SHIFT64 or sc.accum_format.frac - sc.format.frac > MAX_SHIFT64:
+            return None
+    return {"layer_dt": layer_dt}
+
+
+def _fround(t: np.ndarray, mode: str) -> np.ndarray:
+    """Round float codes (exact integers / 2**s, |t| * 2**s < 2**52, s <= 50) to integers with an ap_fixed mode."""
+    if mode == "TRN":
+        return np.floor(t)
+    if mode == "TRN_ZERO":
+        return np.trunc(t)
+    if mode == "RND_CONV":
+        return np.rint(t)
+    if mode == "RND":
+        return np.floor(t + 0.5)
+    if mode == "RND_MIN_INF":
+        return np.ceil(t - 0.5)
+    if mode == "RND_INF":
+        return np.where(t >= 0, np.floor(t + 0.5), np.ceil(t - 0.5))
+    if mode == "RND_ZERO":
+        return np.where(t >= 0, np.ceil(t - 0.5), np.floor(t + 0.5))
+    raise ValueError(mode)
+
+
+def _frq(c: np.ndarray, src: FixedFormat, dst: FixedFormat, stats: dict, name: str) -> np.ndarray:
+    """Float codes of src -> float codes of dst (dst's rounding then overflow), with statistics."""
+    st = stats.setdefault(name, {"inexact": 0, "overflow": 0})
+    s = src.frac - dst.frac
+    if s == 0 and dst.contains_format(src):
+        return c
+    if s > 0:
+        t = c * (2.0 ** -s)
+        r = _fround(t, dst.rounding)
+        st["inexact"] += int(np.count_nonzero(r != t))
+    elif s < 0:
+        r = c * (2.0 ** -s)
+    else:
+        r = c
+    if r.size == 0:
+        return r
+    lo, hi = float(dst.min_code), float(dst.max_code)
+    sym = dst.overflow == "SAT_SYM" and dst.signed
+    mn, mx = r.min(), r.max()
+    if (mn > lo or (mn == lo and not sym)) and mx <= hi:
+        return r
+    bad = (r <= lo) if sym else (r < lo)
+    bad |= r > hi
+    st["overflow"] += int(np.count_nonzero(bad))
+    ov = dst.overflow
+    if ov == "SAT":
+        return np.clip(r, lo, hi)
+    if ov == "SAT_SYM":
+        return np.clip(r, -hi if dst.signed else lo, hi)
+    if ov == "SAT_ZERO":
+        return np.where(bad, 0.0, r).astype(r.dtype, copy=False)
+    m = 2.0 ** dst.width  # WRAP
+    return r - m * np.floor((r - lo) / m)
+
+
+def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict, kept: dict | None, strict: bool):
+    fin = q.input.format
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = np.asarray(xa, dtype=np.float64) * (2.0 ** fin.frac)
+    r = np.floor(t)
+    st = stats.setdefault("input", {"inexact": 0, "overflow": 0})
+    if r.size and np.array_equal(r, t) and t.min() >= fin.min_code and t.max() <= fin.max_code:
+        xin = t
+    else:
+        codes, n_inexact, n_ovf = quantize_float(xa, fin)
+        st["inexact"] += n_inexact
+        st["overflow"] += n_ovf
+        if strict and (n_inexact or n_ovf):
+            raise EmulatorInputError(f"{n_inexact} input value(s) off the grid of {fin} and {n_ovf} out of its range (strict=True)")
+        xin = codes.astype(np.float64)
+    if plan["identity_scaling"]:
+        scaled = xin
+    else:
+        scaled = (xin - plan["sub_f"]) * plan["mul_f"]
+    xq = _frq(scaled, q.scaled_format, q.input_quantizer, stats, "xq")
+    if kept is not None:
+        for k, v in (("input", xin), ("scaled", scaled), ("xq", xq)):
+            kept.setdefault(k, []).append(v.astype(np.int64))
+    h = xq
+    for p, dt in zip(plan["layers"], fplan["layer_dt"]):
+        w = p.w_f32 if dt == np.float32 else p.w_f64
+        acc = h.astype(dt, copy=False) @ w
+        k = p.acc_fmt.frac - p.frac_exact
+        if p.shift_p or k:
+            acc *= dt(2.0 ** (p.shift_p + k))
+        acc += (p.bias_f32 if dt == np.float32 else p.bias_f64)
+        stats.setdefault(f"{p.name}.accum", {"inexact": 0, "overflow": 0})
+        if kept is not None:
+            kept.setdefault(f"{p.name}.accum", []).append(acc.astype(np.int64))
+        if p.relu:
+            np.maximum(acc, 0, out=acc)
+        h = _frq(acc, p.acc_fmt, p.out_fmt, stats, f"{p.name}.out")
+        if kept is not None:
+            kept.setdefault(f"{p.name}.out", []).append(h.astype(np.int64))
+    score = None
+    if q.score is not None:
+        sc, sa = q.score, plan["score"]
+        if sc.kind == "mse":
+            ed = sa["exact_diff"]
+            of, xf = q.output_format, q.input_quantizer
+            d = xq * (2.0 ** (ed.frac - xf.frac)) - h.astype(np.float64, copy=False) * (2.0 ** (ed.frac - of.frac))
+            d = _frq(d, ed, sc.diff_format, stats, "score.diff")
+            if kept is not None:
+                kept.setdefault("score.diff", []).append(d.astype(np.int64))
+        else:
+            d = h.astype(np.float64, copy=False)
+        sq = _frq(d * d, sa["exact_square"], sc.square_format, stats, "score.square")
+        if plan["gate"] is not None:
+            sq = sq * (xin[:, plan["gate"]] > 0)
+        if kept is not None:
+            kept.setdefault("score.square", []).append(sq.astype(np.int64))
+        acc = sq.sum(axis=1)
+        if sc.accum_format.frac != sc.square_format.frac:
+            acc = acc * (2.0 ** (sc.accum_format.frac - sc.square_format.frac))
+        stats.setdefault("score.accum", {"inexact": 0, "overflow": 0})
+        if kept is not None:
+            kept.setdefault("score.accum", []).append(acc.astype(np.int64))
+        score = _frq(acc, sc.accum_format, sc.format, stats, "score")
+    return h, score
+
+
+# ---------------------------------------------------------------------- integer path (any width)
+def _chunk_int(q: QModel, plan: dict, xa: np.ndarray, stats: dict, kept: dict | None, strict: bool):
+    xin, n_inexact, n_ovf = quantize_float(xa, q.input.format)
+    st = stats.setdefault("input", {"inexact": 0, "overflow": 0})
+    st["inexact"] += n_inexact
+    st["overflow"] += n_ovf
+    if strict and (n_inexact or n_ovf):
+        raise EmulatorInputError(f"{n_inexact} input value(s) off the grid of {q.input.format} and {n_ovf} out of its "
+                                 f"range (strict=True)")
+    if plan["identity_scaling"]:
+        scaled = xin
+    else:
+        need_obj = q.scaled_format.width > 62 or xin.dtype == object
+        xs = xin.astype(object) if need_obj else xin
+        sub = plan["sub"] if need_obj else plan["sub"].astype(np.int64)
+        scaled = (xs - sub[None, :]) << plan["lsh"][None, :]
+    xq = _rq(scaled, q.scaled_format, q.input_quantizer, stats, "xq")
+    if kept is not None:
+        kept.setdefault("input", []).append(xin)
+        kept.setdefault("scaled", []).append(scaled)
+        kept.setdefault("xq", []).append(xq)
+    h = xq
+    for p in plan["layers"]:
+        acc = _dense(p, h, stats)
+        if kept is not None:
+            kept.setdefault(f"{p.name}.accum", []).append(acc)
+        if p.relu:
+            acc = np.maximum(acc, 0) if acc.dtype != object else np.where(acc > 0, acc, 0)
+        h = _rq(acc, p.acc_fmt, p.out_fmt, stats, f"{p.name}.out")
+        if kept is not None:
+            kept.setdefault(f"{p.name}.out", []).append(h)
+    score = _square_sum(q, plan, xq, h, xin, stats, kept) if q.score is not None else None
+    return h, score
+
+
 def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False, chunk: int = DEFAULT_CHUNK,
             backend: str = "auto") -> EmulationResult:
     """Run the QModel bit-exactly on x, the (N, n_inputs) raw hardware-unit input (floats holding the input
     format's values; (N, 19, 3) is flattened row-major). Inputs off the input format's grid are rounded with its
     rounding mode (counted in ``result.stats["input"]``); ``strict=True`` raises instead. ``keep=True`` also
-    returns every intermediate tensor's codes. Processes ``chunk`` events at a time. ``backend``: "auto" (exact
-    float BLAS where a bound allows it), or "i64" / "object" to force integer arithmetic (for cross-checks; the
-    results are identical by construction)."""
+    returns every intermediate tensor's codes. Processes ``chunk`` events at a time.
+
+    ``backend``: "auto" runs on float arrays holding integer codes when a bound proves every step exact
+    (formats and partial sums below 2**52, float32 BLAS/elementwise below 2**23), else on int64 with exact
+    float BLAS for the matrix products where the bound allows, else on Python integers; "int" forces that integer
+    path, "i64" also integer matrix products, "object" Python integers throughout (cross-checks: the results
+    are identical by construction)."""
     if not isinstance(qmodel, QModel):
         raise TypeError(f"emulate() needs a firmware.QModel, got {type(qmodel).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     a = _check_x(qmodel, x)
     plan = _plan(qmodel, backend)
+    fplan = plan["float"] if backend == "auto" else None
     n = a.shape[0]
     stats: dict[str, dict[str, int]] = {}
     kept: dict[str, list] | None = {} if keep else None
-    parts: dict[str, list] = {"out": [], "score": []}
+    of, sf = qmodel.output_format, qmodel.score_format
+    out_buf = np.empty((n, qmodel.n_outputs), dtype=of.code_dtype)
+    score_buf = None if sf is None else np.empty(n, dtype=sf.code_dtype)
     chunk = max(1, int(chunk))
     for s0 in range(0, max(n, 1), chunk):
         xa = a[s0:s0 + chunk]
-        xin, n_inexact, n_ovf = quantize_float(xa, qmodel.input.format)
-        st = stats.setdefault("input", {"inexact": 0, "overflow": 0})
-        st["inexact"] += n_inexact
-        st["overflow"] += n_ovf
-        if strict and (n_inexact or n_ovf):
-            raise EmulatorInputError(f"{n_inexact} input value(s) off the grid of {qmodel.input.format} and {n_ovf} out of its "
-                                     f"range (strict=True)")
-        # integer scaling: (x - offset) * 2**-shift, exact
-        if plan["identity_scaling"]:
-            scaled = xin
+        if fplan is not None:
+            h, score = _chunk_float(qmodel, plan, fplan, xa, stats, kept, strict)
         else:
-            need_obj = qmodel.scaled_format.width > 62 or xin.dtype == object
-            xs = xin.astype(object) if need_obj else xin
-            sub = plan["sub"] if need_obj else plan["sub"].astype(np.int64)
-            scaled = (xs - sub[None, :]) << plan["lsh"][None, :]
-        xq = _rq(scaled, qmodel.scaled_format, qmodel.input_quantizer, stats, "xq")
-        if kept is not None:
-            kept.setdefault("input", []).append(xin)
-            kept.setdefault("scaled", []).append(scaled)
-            kept.setdefault("xq", []).append(xq)
-        h = xq
-        for p in plan["layers"]:
-            acc = _dense(p, h, stats)
-            if kept is not None:
-                kept.setdefault(f"{p.name}.accum", []).append(acc)
-            if p.relu:
-                acc = np.maximum(acc, 0) if acc.dtype != object else np.where(acc > 0, acc, 0)
-            h = _rq(acc, p.acc_fmt, p.out_fmt, stats, f"{p.name}.out")
-            if kept is not None:
-                kept.setdefault(f"{p.name}.out", []).append(h)
-        parts["out"].append(h)
-        if qmodel.score is not None:
-            parts["score"].append(_square_sum(qmodel, plan, xq, h, xin, stats, kept))
-    cat = lambda k: np.concatenate(parts[k]) if parts[k] else None  # noqa: E731
-    out_i = cat("out")[:n]
-    score_i = cat("score")[:n] if qmodel.score is not None else None
-    if score_i is not None and qmodel.thresholds:
-        trig = np.asarray(score_i[:, None] > plan["thresholds"][None, :], dtype=bool)
+            h, score = _chunk_int(qmodel, plan, xa, stats, kept, strict)
+        out_buf[s0:s0 + len(xa)] = h
+        if score_buf is not None:
+            score_buf[s0:s0 + len(xa)] = score
+    if score_buf is not None and qmodel.thresholds:
+        trig = np.asarray(score_buf[:, None] > plan["thresholds"][None, :], dtype=bool)
     else:
-        trig = np.zeros((len(out_i), len(qmodel.thresholds)), dtype=bool)
+        trig = np.zeros((n, len(qmodel.thresholds)), dtype=bool)
+    backends = {p.name: p.backend for p in plan["layers"]}
+    if fplan is not None:
+        backends = {p.name: ("float32" if dt == np.float32 else "float64") for p, dt in zip(plan["layers"], fplan["layer_dt"])}
     return EmulationResult(
-        outputs_int=out_i,
-        score_int=score_i,
+        outputs_int=out_buf,
+        score_int=score_buf,
         trigger=trig,
-        output_format=qmodel.output_format,
-        score_format=qmodel.score_format,
+        output_format=of,
+        score_format=sf,
         stats=stats,
         tensors={k: np.concatenate(v)[:n] for k, v in kept.items()} if kept is not None else {},
-        backends={p.name: p.backend for p in plan["layers"]},
+        backends=backends,
     )

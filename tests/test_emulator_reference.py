@@ -141,7 +141,12 @@ def _check(q, x, **kw):
 @given(seed=st.integers(0, 10**6), kind=st.sampled_from(["mse", "mu2", None]))
 def test_emulator_matches_reference(seed, kind):
     q = random_model(seed, kind=kind or "")
-    _check(q, random_inputs(q, 40, seed + 1))
+    x = random_inputs(q, 40, seed + 1)
+    r = _check(q, x)
+    ri = fw.emulate(q, x, backend="i64")  # the integer path agrees with the (usually float) auto path, stats too
+    np.testing.assert_array_equal(ri.outputs_int, r.outputs_int)
+    np.testing.assert_array_equal(ri.trigger, r.trigger)
+    assert ri.stats == r.stats
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -168,9 +173,15 @@ def test_backends_agree_on_l1_sized_model():
     x = rng.normal(0, 8, (3000, 57))
     x[rng.random((3000, 57)) < 0.3] = 0
     r = fw.emulate(q, x)
-    assert r.backends["d0"] == "f64" and r.backends["d1"] == "f32"
+    assert r.backends["d0"] == "float64" and r.backends["d1"] == "float32"  # float fast path
+    ri = fw.emulate(q, x, backend="int")
+    assert ri.backends["d0"] == "f64" and ri.backends["d1"] == "f32"  # int64 path with exact BLAS products
+    np.testing.assert_array_equal(ri.outputs_int, r.outputs_int)
+    np.testing.assert_array_equal(ri.score_int, r.score_int)
+    assert ri.stats == r.stats
     for b in ("i64", "object"):
         r2 = fw.emulate(q, x[:500], backend=b)
+        assert set(r2.backends.values()) == {b}
         np.testing.assert_array_equal(np.asarray(r2.outputs_int, dtype=np.int64), r.outputs_int[:500])
         np.testing.assert_array_equal(np.asarray(r2.score_int, dtype=np.int64), r.score_int[:500])
     _check(q, x[:25])
