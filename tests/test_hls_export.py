@@ -1,0 +1,191 @@
+"""hls4ml export: precisions from the IR, score block and comparators in the top level, and the C simulation equal
+to the emulator bit for bit (outputs, score, trigger bits) on >= 100k events, for QKeras and Brevitas models."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hls4ml")
+pytestmark = pytest.mark.hls
+
+if shutil.which("g++") is None:  # pragma: no cover
+    pytest.skip("the C simulation needs g++", allow_module_level=True)
+
+from firmware import emulate, import_qkeras  # noqa: E402
+from firmware.hls import HLSConfig, HLSExportError, export_hls, verify_project  # noqa: E402
+from firmware.hls.convert import cpp_type  # noqa: E402
+from firmware.hls.vectors import make_vectors  # noqa: E402
+from trigger.l1units import hw_inputs  # noqa: E402
+from trigger.models.arch import ArchitectureConfig  # noqa: E402
+from trigger.scaler import InputScaler  # noqa: E402
+from trigger.toy import toy_events  # noqa: E402
+
+N_EVENTS = 100_000
+
+
+def _thresholds(q, x):
+    """Codes at score quantiles, and one equal to an actual score (events tied with it must not fire)."""
+    s = np.asarray(emulate(q, x).score_int, dtype=np.int64)
+    return [int(np.quantile(s, 0.5)), int(np.sort(s)[int(0.9 * len(s))]), int(np.quantile(s, 0.99))]
+
+
+@pytest.fixture(scope="module")
+def toy():
+    x = hw_inputs(toy_events(4000, seed=11).objects)
+    return InputScaler.fit(x), x
+
+
+def _keras(kind, seed=2):
+    from trigger.models import keras_nets as kn
+
+    m = kn.deployed(kn.build(ArchitectureConfig.default(kind), seed))
+    rng = np.random.default_rng(seed)
+    for layer in m.layers:  # non-zero biases
+        w = layer.get_weights()
+        if len(w) == 2:
+            layer.set_weights([w[0], rng.normal(0, 0.5, w[1].shape).astype(np.float32)])
+    return m
+
+
+@pytest.fixture(scope="module")
+def qkeras_ae(tmp_path_factory, toy):
+    scaler, x = toy
+    m = _keras("ae")
+    q = import_qkeras(m, "ap_int<18>", scaler=scaler, score="mse")
+    q = q.with_thresholds(_thresholds(q, x))
+    out = tmp_path_factory.mktemp("hls") / "qkeras_ae"
+    return export_hls(q, m, out, HLSConfig(tb_vectors=300)), m
+
+
+def _typedefs(path):
+    return dict((name, t) for t, name in re.findall(r"typedef (.+?) (\w+);", path.read_text()))
+
+
+def test_precisions_come_from_the_ir(qkeras_ae):
+    prj, _ = qkeras_ae
+    q = prj.qmodel
+    defs = _typedefs(prj.path / "firmware" / "defines.h")
+    # trap 1: hls4ml's default input type truncates; here it is the exact scaled input
+    assert defs["input_t"] == cpp_type(q.scaled_format)
+    # trap 2: hls4ml drops the trailing quantized_bits QActivation; the output keeps the IR's output format
+    assert defs["result_t"] == cpp_type(q.output_format)
+    written = set(defs.values())
+    for row in prj.precisions:
+        assert row["cpp"] in written, row
+    layers = {r["hls4ml_layer"] for r in prj.precisions}
+    assert {L.name for L in q.layers} <= layers
+    top = (prj.path / "firmware" / "l1ad_trigger.cpp").read_text()
+    assert "void l1ad_trigger_network(" in top and "l1ad_score_block(x_hw, xs, y, score);" in top
+    assert "l1ad_compare(score, trigger);" in top
+    assert top.count("#pragma HLS INTERFACE") == 1
+    tcl = (prj.path / "project.tcl").read_text()
+    assert 'set part "xcvu13p-flga2577-2-e"' in tcl and "set clock_period 4.167" in tcl
+    readme = (prj.path / "README.md").read_text()
+    for port in ("x_hw", "y", "score", "trigger"):
+        assert f"`{port}`" in readme
+    assert str(q.score.format) in readme and str(q.input.format) in readme
+
+
+def test_qkeras_csim_bit_exact_100k(qkeras_ae):
+    prj, _ = qkeras_ae
+    rep = verify_project(prj, N_EVENTS, seed=1, report_path=prj.path / "verification.json")
+    assert rep["n_events"] == N_EVENTS
+    assert rep["compared_values"] == {"outputs": N_EVENTS * 57, "score": N_EVENTS, "trigger": 3 * N_EVENTS}
+    assert rep["mismatches"] == {"outputs": 0, "score": 0, "trigger": 0}, rep["examples"]
+    assert rep["passed"]
+    cov = rep["coverage"]
+    # the vectors reach saturation and exact rounding ties inside the network
+    assert cov["xq"]["overflow"] > 0
+    assert sum(v["ties"] for k, v in cov.items() if k.endswith(".out")) > 0
+    assert sum(v["overflow"] for k, v in cov.items() if k.endswith(".out")) > 0
+    # every trigger bit both fires and stays quiet somewhere
+    rates = np.array([r["trigger_rate"] for r in rep["per_set"].values()])
+    assert (rates > 0).any(axis=0).all() and (rates < 1).any(axis=0).all()
+    assert json.loads((prj.path / "verification.json").read_text())["passed"] is True
+
+
+def test_wrong_model_for_the_ir_names_the_layer(tmp_path, toy):
+    scaler, _ = toy
+    q = import_qkeras(_keras("ae"), "ap_int<18>", scaler=scaler, score="mse")
+    with pytest.raises(HLSExportError, match="IR layer latent .*hls4ml layer 'mu'"):
+        export_hls(q, _keras("vae"), tmp_path / "p")
+    with pytest.raises(HLSExportError, match="cannot export a dict"):
+        export_hls(q, {}, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_cli_export_brevitas_verify_100k(tmp_path, toy):
+    """`l1ad export hls MODEL_DIR --out DIR --verify N` on a Brevitas model directory."""
+    torch = pytest.importorskip("torch")
+    from firmware.hls.frontends import qmodel_from_trained
+    from l1ad.cli import main
+    from trigger.modeldir import TrainedModel, save_model
+    from trigger.models import brevitas_nets as bn
+
+    scaler, x = toy
+    arch = ArchitectureConfig.default("ae")
+    net = bn.deployed(bn.build(arch, 4))
+    rng = np.random.default_rng(4)
+    with torch.no_grad():
+        for layer in net.layers.values():
+            layer.bias.copy_(torch.from_numpy(rng.normal(0, 0.5, layer.bias.shape).astype(np.float32)))
+    net.eval()
+    mdir = save_model(TrainedModel("brevitas", arch, scaler, net), tmp_path / "model")
+    q, _ = qmodel_from_trained(TrainedModel("brevitas", arch, scaler, net), tmp_path / "work", input_format="ap_int<18>")
+    thr = ",".join(str(c) for c in _thresholds(q, x))
+    out = tmp_path / "prj"
+    rc = main(["export", "hls", str(mdir), "--out", str(out), "--verify", str(N_EVENTS), "--thresholds", thr])
+    assert rc == 0
+    rep = json.loads((out / "verification.json").read_text())
+    assert rep["source_kind"] == "qonnx" and rep["n_events"] == N_EVENTS
+    assert rep["mismatches"] == {"outputs": 0, "score": 0, "trigger": 0}
+    for name, fw in rep["framework_vs_emulator"].items():  # Brevitas forward vs emulator
+        assert fw["output_mismatches"] == 0, (name, fw)
+    for f in ("README.md", "build.sh", "build_prj.tcl", "qmodel.json", "model.qonnx.onnx",
+              "tb_data/tb_input_features.dat", "firmware/l1ad_types.h", "firmware/l1ad_blocks.h"):
+        assert (out / f).is_file(), f
+
+
+@pytest.mark.slow
+def test_testbench_passes_with_gpp(qkeras_ae):
+    """The Vitis testbench (l1ad_trigger_test.cpp) compiled with g++ reproduces tb_data/ (the emulator) exactly."""
+    prj, _ = qkeras_ae
+    exe = prj.path / "tb.exe"
+    subprocess.run(["g++", "-O1", "-std=c++14", "-Ifirmware/ap_types", "-Ifirmware", '-DWEIGHTS_DIR="firmware/weights"',
+                    "l1ad_trigger_test.cpp", "firmware/l1ad_trigger.cpp", "-o", str(exe)], cwd=prj.path, check=True)
+    r = subprocess.run([str(exe)], cwd=prj.path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "300 events, 0 mismatching" in r.stdout
+    assert (prj.path / "tb_data" / "csim_results.log").read_text() == \
+        (prj.path / "tb_data" / "tb_output_predictions.dat").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", ["qkeras", "brevitas"])
+def test_vae_csim_bit_exact(tmp_path, toy, frontend):
+    scaler, x = toy
+    if frontend == "qkeras":
+        src = _keras("vae", seed=7)
+        q = import_qkeras(src, "ap_int<18>", scaler=scaler, score="mu2")
+    else:
+        import torch
+
+        from firmware import import_qonnx
+        from trigger.models import brevitas_nets as bn
+
+        arch = ArchitectureConfig.default("vae")
+        net = bn.deployed(bn.build(arch, 7))
+        with torch.no_grad():
+            for layer in net.layers.values():
+                layer.bias.normal_(0, 0.5)
+        src = bn.export_qonnx(net, tmp_path / "vae.onnx", 57)
+        q = import_qonnx(src, "ap_int<18>", scaler=scaler, score="mu2")
+    q = q.with_thresholds(_thresholds(q, x))
+    prj = export_hls(q, src, tmp_path / "prj", HLSConfig(project_name="vae_trigger", tb_vectors=100))
+    rep = verify_project(prj, N_EVENTS, seed=3, sets=make_vectors(q, N_EVENTS, seed=3))
+    assert rep["mismatches"] == {"outputs": 0, "score": 0, "trigger": 0}
