@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -89,14 +90,21 @@ def load_peers() -> list[dict]:
     return peers
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return r.ru_utime + r.ru_stime
+
+
 def timed(fn, repeat: int):
-    best, out = None, None
+    """Best wall time of `repeat` runs, the CPU time (user + system, all threads) of that run, and the output."""
+    best, cpu, out = None, None, None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         out = fn()
-        dt = time.perf_counter() - t0
-        best = dt if best is None else min(best, dt)
-    return best, out
+        dt, dc = time.perf_counter() - t0, _cpu() - c0
+        if best is None or dt < best:
+            best, cpu = dt, dc
+    return best, cpu, out
 
 
 def main(argv=None) -> int:
@@ -128,39 +136,45 @@ def main(argv=None) -> int:
     model.predict(scaled[:1000], batch_size=16384, verbose=0)
 
     results = []
-    t_emu, res = timed(lambda: fw.emulate(qmodel, x_hw), args.repeat)
+    t_emu, c_emu, res = timed(lambda: fw.emulate(qmodel, x_hw), args.repeat)
     ref = res.outputs
-    results.append({"name": "emulator", "events": n, "seconds": t_emu, "backends": res.backends})
-    t_qk, y = timed(lambda: model.predict(scaled, batch_size=16384, verbose=0), args.repeat)
-    results.append({"name": "qkeras.predict", "events": n, "seconds": t_qk,
+    results.append({"name": "emulator", "events": n, "seconds": t_emu, "cpu_seconds": c_emu, "backends": res.backends})
+    t_qk, c_qk, y = timed(lambda: model.predict(scaled, batch_size=16384, verbose=0), args.repeat)
+    results.append({"name": "qkeras.predict", "events": n, "seconds": t_qk, "cpu_seconds": c_qk,
                     "mismatches": int(np.count_nonzero(np.asarray(y, np.float64) != ref)), "values": int(ref.size)})
     ctx = {"model": model, "qmodel": qmodel, "scaler": Scaler, "x_hw": x_hw, "scaled": scaled}
     for peer in load_peers():
         m = min(n, peer.get("max_events") or n)
         try:
             state = peer["setup"](ctx)
-            t_emu_m, r_m = timed(lambda: fw.emulate(qmodel, x_hw[:m]), 1)
-            t_p, out = timed(lambda: peer["run"](state, x_hw[:m]), 1)
+            t_emu_m, c_emu_m, r_m = timed(lambda: fw.emulate(qmodel, x_hw[:m]), 1)
+            t_p, c_p, out = timed(lambda: peer["run"](state, x_hw[:m]), 1)
         except Exception as e:
             print(f"peer {peer.get('name')} failed: {type(e).__name__}: {e}")
             results.append({"name": peer.get("name"), "error": f"{type(e).__name__}: {e}"})
             continue
-        results.append({"name": peer["name"], "events": m, "seconds": t_p, "emulator_seconds_same_events": t_emu_m,
+        results.append({"name": peer["name"], "events": m, "seconds": t_p, "cpu_seconds": c_p,
+                        "emulator_seconds_same_events": t_emu_m, "emulator_cpu_seconds_same_events": c_emu_m,
                         "mismatches": int(np.count_nonzero(np.asarray(out, np.float64) != r_m.outputs)),
                         "values": int(r_m.outputs.size)})
 
-    print(f"\n{'runner':<22}{'events':>10}{'seconds':>10}{'events/s':>14}{'emulator speed-up':>20}{'mismatches':>16}")
+    print(f"\n{'runner':<22}{'events':>10}{'wall s':>9}{'cpu s':>9}{'events/s':>12}{'speed-up wall':>15}{'speed-up cpu':>14}{'mismatches':>16}")
     for r in results:
         if "error" in r:
             print(f"{r['name']:<22}  error: {r['error']}")
             continue
         rate = r["events"] / r["seconds"]
         emu_t = r.get("emulator_seconds_same_events", t_emu * r["events"] / n)
+        emu_c = r.get("emulator_cpu_seconds_same_events", c_emu * r["events"] / n)
         r["events_per_s"] = rate
         r["emulator_speedup"] = r["seconds"] / emu_t
+        r["emulator_speedup_cpu"] = r["cpu_seconds"] / emu_c if emu_c > 0 else None
         mm = "" if "mismatches" not in r else f"{r['mismatches']}/{r['values']}"
-        print(f"{r['name']:<22}{r['events']:>10}{r['seconds']:>10.2f}{rate:>14,.0f}{r['emulator_speedup']:>19.2f}x{mm:>16}")
-    print("(emulator speed-up = runner time / emulator time on the same events; > 1: the emulator is faster)")
+        sc = "n/a" if r["emulator_speedup_cpu"] is None else f"{r['emulator_speedup_cpu']:.2f}x"
+        print(f"{r['name']:<22}{r['events']:>10}{r['seconds']:>9.2f}{r['cpu_seconds']:>9.2f}{rate:>12,.0f}"
+              f"{r['emulator_speedup']:>14.2f}x{sc:>14}{mm:>16}")
+    print("(speed-up = runner time / emulator time on the same events, wall clock and CPU time of all threads;\n"
+          " > 1 means the emulator is faster; mismatches = output values differing from the emulator bit for bit)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from trigger.atomic import write_json_atomic
 

@@ -109,7 +109,9 @@ def random_model(seed: int, *, kind: str = "mse", narrow: bool = True, n_in: int
     q = fw.QModel(input=fw.InputSpec(inp_fmt, offs, shifts), input_quantizer=xq, layers=layers, score=score, name=f"rand{seed}")
     if score is not None:
         sf = q.score.format
-        q = q.with_thresholds([int(v) for v in rng.integers(sf.min_code, sf.max_code + 1, 3)] + [sf.min_code - 1, sf.max_code])
+        span = sf.max_code - sf.min_code
+        thr = [sf.min_code + int(span * float(u)) for u in rng.random(3)]  # any width (may exceed int64)
+        q = q.with_thresholds(thr + [sf.min_code - 1, sf.max_code])
     return q
 
 
@@ -187,13 +189,18 @@ def test_backends_agree_on_l1_sized_model():
     _check(q, x[:25])
 
 
-def test_chunking_does_not_change_results():
+def test_chunking_and_threads_do_not_change_results():
     q = random_model(11, kind="mse")
     x = random_inputs(q, 101, 3)
-    a, b = fw.emulate(q, x), fw.emulate(q, x, chunk=7)
-    np.testing.assert_array_equal(a.outputs_int, b.outputs_int)
-    np.testing.assert_array_equal(a.score_int, b.score_int)
-    assert a.stats == b.stats
+    a = fw.emulate(q, x, keep=True, threads=1)
+    for kw in ({"chunk": 7, "threads": 1}, {"chunk": 7, "threads": 3}, {"chunk": 10, "threads": 2, "backend": "int"}):
+        b = fw.emulate(q, x, keep=True, **kw)
+        np.testing.assert_array_equal(a.outputs_int, b.outputs_int)
+        np.testing.assert_array_equal(a.score_int, b.score_int)
+        assert a.stats == b.stats
+        assert set(a.tensors) == set(b.tensors)
+        for k in a.tensors:
+            np.testing.assert_array_equal(a.tensors[k], b.tensors[k])
 
 
 def test_keep_returns_every_tensor_in_its_format():
