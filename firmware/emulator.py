@@ -177,6 +177,14 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
     if plan["gate"] is not None:  # gather each distinct gate feature once, then expand
         src, idx = np.unique(plan["gate"], return_inverse=True)
         plan["gate_src"], plan["gate_idx"] = src, idx
+    plan["zero_offset"] = all(int(v) == 0 for v in sub)
+    g = plan["gate"]
+    plan["gate_block"] = None
+    if g is not None:
+        for k in (3, 2, 4, 1):
+            if len(g) % k == 0 and all(int(g[j]) == k * (j // k) for j in range(len(g))):
+                plan["gate_block"] = k
+                break
     plan["sub_f"] = np.array([float(v) for v in sub], dtype=np.float64) if all(abs(int(v)) < F64_LIM for v in sub) else None
     plan["mul_f"] = np.array([2.0 ** int(k) for k in lsh], dtype=np.float64)
     plan["float"] = _float_plan(q, plan) if (force == "auto" and plan["sub_f"] is not None) else None
@@ -361,7 +369,10 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
             return None
         if sa["exact_square"].frac - sc.square_format.frac > MAX_SHIFT64 or sc.accum_format.frac - sc.format.frac > MAX_SHIFT64:
             return None
-    return {"layer_dt": layer_dt}
+    qi, sfm = q.input_quantizer, q.scaled_format
+    in32 = (q.input.format.width <= 23 and sfm.width <= 23 and qi.width <= 23 and abs(sfm.frac - qi.frac) <= MAX_SHIFT32
+            and all(abs(int(v)) < F32_LIM for v in plan["sub"]) and all(-126 < int(k) < 126 for k in plan["lsh"]))
+    return {"layer_dt": layer_dt, "in_dt": np.float32 if in32 else np.float64}
 
 
 def _fround(t: np.ndarray, mode: str) -> np.ndarray:
@@ -438,11 +449,15 @@ def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
         if strict and (n_inexact or n_ovf):
             raise EmulatorInputError(f"{n_inexact} input value(s) off the grid of {fin} and {n_ovf} out of its range (strict=True)")
         xin = codes.astype(np.float64)
+    in_dt = fplan["in_dt"]  # float32 when input, scaled input and xq all fit 23 bits
+    xin_dt = xin if xin.dtype == in_dt else xin.astype(in_dt)
     if plan["identity_scaling"]:
-        scaled = xin if xin.dtype == np.float64 else xin.astype(np.float64)
+        scaled = xin_dt
+    elif plan["zero_offset"]:
+        scaled = xin_dt * plan["mul_f"].astype(in_dt, copy=False)
     else:
-        scaled = np.subtract(xin, plan["sub_f"], dtype=np.float64)
-        scaled *= plan["mul_f"]
+        scaled = np.subtract(xin_dt, plan["sub_f"].astype(in_dt, copy=False))
+        scaled *= plan["mul_f"].astype(in_dt, copy=False)
     xq = _frq(scaled, q.scaled_format, q.input_quantizer, stats, "xq")
     if kept is not None:
         for k, v in (("input", xin), ("scaled", scaled), ("xq", xq)):
@@ -470,19 +485,29 @@ def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
             ed = sa["exact_diff"]
             of, xf = q.output_format, q.input_quantizer
             a1, a2 = ed.frac - xf.frac, ed.frac - of.frac
-            d = np.subtract(xq * (2.0 ** a1) if a1 else xq, h * (2.0 ** a2) if a2 else h, dtype=np.float64)
+            d_dt = np.float32 if (ed.width <= 23 and xq.dtype == np.float32 and h.dtype == np.float32) else np.float64
+            d = np.subtract(xq * (2.0 ** a1) if a1 else xq, h * (2.0 ** a2) if a2 else h, dtype=d_dt)
             d = _frq(d, ed, sc.diff_format, stats, "score.diff")
             if kept is not None:
                 kept.setdefault("score.diff", []).append(d.astype(np.int64))
         else:
             d = h.astype(np.float64, copy=False)
+        if d.dtype != np.float64 and sa["exact_square"].width > 23:
+            d = d.astype(np.float64)
         sq = _frq(np.multiply(d, d, out=d if d is not h and d is not xq else None), sa["exact_square"], sc.square_format, stats, "score.square")
-        if plan["gate"] is not None:
+        block = plan["gate_block"]
+        if plan["gate"] is None:
+            acc = sq.sum(axis=1, dtype=np.float64)
+        elif block and kept is None:  # gate[j] = k * (j // k): sum each object's k terms, then mask whole objects
+            k = block
+            present = xin[:, 0::k] > 0
+            acc = (sq.reshape(len(sq), -1, k).sum(axis=2, dtype=np.float64) * present).sum(axis=1)
+        else:
             mask = xin[:, plan["gate_src"]] > 0
             sq = np.multiply(sq, mask[:, plan["gate_idx"]], out=sq)
+            acc = sq.sum(axis=1, dtype=np.float64)
         if kept is not None:
             kept.setdefault("score.square", []).append(sq.astype(np.int64))
-        acc = sq.sum(axis=1)
         if sc.accum_format.frac != sc.square_format.frac:
             acc = acc * (2.0 ** (sc.accum_format.frac - sc.square_format.frac))
         stats.setdefault("score.accum", {"inexact": 0, "overflow": 0})
