@@ -455,9 +455,9 @@ def quantize_float(x: Any, fmt: FixedFormat | str) -> tuple[np.ndarray, int, int
         # fast path: every value already on the grid and in range -> exact conversion, nothing to round
         with np.errstate(over="ignore", invalid="ignore"):
             t = a * (2.0 ** fmt.frac)  # exact: power-of-two scaling (checked finite below)
-        r = np.floor(t)
-        if np.array_equal(t, r) and float(fmt.min_code) <= amin * 2.0 ** fmt.frac and amax * 2.0 ** fmt.frac <= float(fmt.max_code) \
-                and abs(amin) < 2.0**60 * 2.0**-fmt.frac and abs(amax) < 2.0**60 * 2.0**-fmt.frac:
+        tmin, tmax = t.min(), t.max()
+        if (float(fmt.min_code) <= tmin and tmax <= float(fmt.max_code) and abs(tmin) < 2.0**60 and abs(tmax) < 2.0**60
+                and np.array_equal(t, np.floor(t))):
             q = t.astype(np.int64)
             if fmt.overflow == "SAT_SYM" and fmt.signed and q.min() == fmt.min_code:
                 return apply_overflow(q, fmt), 0, int(np.count_nonzero(q == fmt.min_code))

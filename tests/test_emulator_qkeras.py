@@ -241,3 +241,32 @@ def test_save_load_emulates_identically(tmp_path):
     np.testing.assert_array_equal(a.outputs_int, b.outputs_int)
     np.testing.assert_array_equal(a.trigger, b.trigger)
     assert q2.meta["source"] == "qkeras"
+
+
+# ---------------------------------------------------------------------- quantizer semantics
+@pytest.mark.parametrize("qname, args, kw, expect", [
+    ("quantized_bits", (8, 3), {"alpha": 1}, "ap_fixed<8,4,RND_CONV,SAT>"),
+    ("quantized_bits", (12, 0), {"alpha": 1, "symmetric": 1}, "ap_fixed<12,1,RND_CONV,SAT_SYM>"),
+    ("quantized_bits", (6, 2), {"alpha": 1, "keep_negative": False}, "ap_ufixed<6,2,RND_CONV,SAT>"),
+    ("quantized_bits", (10, 1), {}, "ap_fixed<10,2,RND_CONV,SAT>"),  # alpha None: scale 1 (QActivation)
+    ("quantized_relu", (8, 3), {}, "ap_ufixed<8,3,RND_CONV,SAT>"),
+    ("quantized_relu", (6, 0), {}, "ap_ufixed<6,0,RND_CONV,SAT>"),
+])
+def test_quantizer_semantics_match_fixed_format(qname, args, kw, expect):
+    """tf.round is half-to-even (RND_CONV), clipping is saturation; checked on exact ties and random values."""
+    from firmware.import_qkeras import quantizer_format
+
+    qz = getattr(qkeras, qname)(*args, **kw)
+    fmt, relu = quantizer_format(qz, where="test")
+    assert str(fmt) == expect and relu == (qname == "quantized_relu")
+    rng = np.random.default_rng(0)
+    lsb = float(fmt.lsb)
+    span = float(fmt.max_value - fmt.min_value)
+    ties = (rng.integers(fmt.min_code - 8, fmt.max_code + 8, 2000) + 0.5) * lsb
+    x = np.concatenate([ties, rng.uniform(float(fmt.min_value) - span, float(fmt.max_value) + span, 4000), [0.0, -0.0]])
+    x = x.astype(np.float32)
+    got = qz(tf.constant(x)).numpy().astype(np.float64)
+    want = fmt.to_float(fmt.quantize(np.maximum(x, 0) if relu else x))
+    np.testing.assert_array_equal(got, want)
+    if fmt.rounding == "RND_CONV" and not relu and fmt.signed:  # plain round-half-up would differ on ties
+        assert np.count_nonzero(fmt.with_modes("RND").quantize(ties) != fmt.quantize(ties)) > 100
