@@ -41,7 +41,11 @@ integers)::
      "thresholds": [int], "warnings": [str], "meta": {...}}
 
 Public names (stable): ``QModel``, ``InputSpec``, ``DenseLayer``, ``ScoreSpec``, ``SCHEMA``, ``default_gate``,
-``QModelError``.
+``QModelError``. Useful QModel methods for back-ends: ``tensor_formats()`` (every tensor's format in data-flow
+order), ``tensor_bounds()`` (per-feature code bounds from the interval analysis), ``layer_exact(i)`` (the
+accumulator holds every partial sum in any order, so an adder tree equals the exact sum), ``score_analysis()``
+(exact vs configured score formats, ``accum_ok``), ``input.scaled_code_params()`` ((sub, lshift) per feature with
+scaled_code = (x_code - sub) << lshift), ``threshold_code(value)``, ``with_thresholds``, ``replace_formats``.
 """
 from __future__ import annotations
 
