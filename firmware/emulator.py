@@ -185,6 +185,9 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
             if len(g) % k == 0 and all(int(g[j]) == k * (j // k) for j in range(len(g))):
                 plan["gate_block"] = k
                 break
+    n_sc = q.n_outputs if (q.score is not None and q.score.kind == "mu2") else q.n_inputs
+    plan["ones_in"] = np.ones(n_sc)
+    plan["ones_obj"] = np.ones(n_sc // plan["gate_block"]) if plan["gate_block"] else None
     plan["sub_f"] = np.array([float(v) for v in sub], dtype=np.float64) if all(abs(int(v)) < F64_LIM for v in sub) else None
     plan["mul_f"] = np.array([2.0 ** int(k) for k in lsh], dtype=np.float64)
     plan["float"] = _float_plan(q, plan) if (force == "auto" and plan["sub_f"] is not None) else None
@@ -496,16 +499,21 @@ def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
             d = d.astype(np.float64)
         sq = _frq(np.multiply(d, d, out=d if d is not h and d is not xq else None), sa["exact_square"], sc.square_format, stats, "score.square")
         block = plan["gate_block"]
+        # sums of integer codes below 2**52: exact in float64 in any order, so BLAS dot products may do them
+        sq = sq.astype(np.float64, copy=False)
         if plan["gate"] is None:
-            acc = sq.sum(axis=1, dtype=np.float64)
-        elif block and kept is None:  # gate[j] = k * (j // k): sum each object's k terms, then mask whole objects
+            acc = sq @ plan["ones_in"]
+        elif block and kept is None:  # gate[j] = k * (j // k): add each object's k terms, mask whole objects
             k = block
-            present = xin[:, 0::k] > 0
-            acc = (sq.reshape(len(sq), -1, k).sum(axis=2, dtype=np.float64) * present).sum(axis=1)
+            obj = sq[:, 0::k].copy()
+            for i in range(1, k):
+                obj += sq[:, i::k]
+            obj *= xin[:, 0::k] > 0
+            acc = obj @ plan["ones_obj"]
         else:
             mask = xin[:, plan["gate_src"]] > 0
             sq = np.multiply(sq, mask[:, plan["gate_idx"]], out=sq)
-            acc = sq.sum(axis=1, dtype=np.float64)
+            acc = sq @ plan["ones_in"]
         if kept is not None:
             kept.setdefault("score.square", []).append(sq.astype(np.int64))
         if sc.accum_format.frac != sc.square_format.frac:
