@@ -5,6 +5,7 @@ Public API (stable names):
   emulate(qmodel, x) -> EmulationResult                                  - bit-exact integer emulator
   import_qkeras(model, input_format=..., *, scaler=None, score=..., thresholds=()) -> QModel
   import_qonnx(path, input_format=...) -> QModel                        - (firmware/import_qonnx.py, lazy)
+  export_verilog(qmodel, out_dir, VerilogConfig(...), report=False)     - RTL (firmware/verilog, lazy)
 Heavy imports (TensorFlow, QKeras, QONNX) happen only when the importers are called.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "FixedFormat", "FixedFormatError", "ROUNDING_MODES", "OVERFLOW_MODES",
     "QModel", "QModelError", "InputSpec", "DenseLayer", "ScoreSpec", "SCHEMA", "default_gate",
     "emulate", "EmulationResult", "EmulatorInputError", "import_qkeras", "import_qonnx", "QKerasImportError",
+    "export_verilog", "VerilogConfig",
 ]
 
 _LAZY = {
@@ -27,6 +29,8 @@ _LAZY = {
     "EmulationResult": ("emulator", "EmulationResult"),
     "EmulatorInputError": ("emulator", "EmulatorInputError"),
     "QKerasImportError": ("import_qkeras", "QKerasImportError"),
+    "export_verilog": ("verilog", "export_verilog"),
+    "VerilogConfig": ("verilog", "VerilogConfig"),
 }
 
 
