@@ -1,12 +1,18 @@
 """l1ad.firmware: the quantized-model IR, bit-exact emulator, HLS (hls4ml) and Verilog export, reports.
 
 Public API (stable names):
-  FixedFormat, QModel, InputSpec, DenseLayer, ScoreSpec, QModelError   - formats and the IR
-  emulate(qmodel, x) -> EmulationResult                                  - bit-exact integer emulator
-  import_qkeras(model, input_format=..., *, scaler=None, score=..., thresholds=()) -> QModel
-  import_qonnx(path, input_format=...) -> QModel                        - (firmware/import_qonnx.py, lazy)
-  export_verilog(qmodel, out_dir, VerilogConfig(...), report=False)     - RTL (firmware/verilog, lazy)
-Heavy imports (TensorFlow, QKeras, QONNX) happen only when the importers are called.
+  FixedFormat                 ap_fixed / ap_ufixed / ap_int formats; parse("ap_fixed<16,6,RND_CONV,SAT>"), str(fmt),
+                              .quantize(floats) / .requantize(codes, src) with exact ap_fixed semantics (firmware.fixed)
+  QModel, InputSpec, DenseLayer, ScoreSpec, default_gate, SCHEMA, QModelError     the IR (firmware.ir)
+      QModel.save(path) / QModel.load(path) (JSON), .with_thresholds(codes), .threshold_code(value),
+      .tensor_formats(), .tensor_bounds(), .layer_exact(i), .score_analysis(), .replace_formats(...)
+  emulate(qmodel, x, *, strict=False, keep=False, chunk=4096, backend="auto", threads=None) -> EmulationResult
+      .outputs_int .outputs .score_int .score .trigger .stats .tensors .backends      (firmware.emulator)
+  import_qkeras(model, input_format="ap_fixed<16,6>", *, scaler=None, score="mse"|"mu2"|None, thresholds=(),
+                gate="auto", output_layer=None, accum_formats=None, score_formats=None, name=None) -> QModel
+  import_qonnx(path, input_format=..., ...) -> QModel                   (firmware/import_qonnx.py)
+Both importer modules stay light at import time (TensorFlow / QONNX load inside the functions): this package
+binds them when it is imported.
 """
 from __future__ import annotations
 
