@@ -91,20 +91,14 @@ def make_stream(rtl: RTL, qm: Any, x_codes: np.ndarray, *, bubble: float = 0.25,
         we = np.zeros(rows, dtype=np.uint32)
         addr = np.zeros(rows, dtype=np.uint32)
         data = np.zeros(rows, dtype=np.int64)
-        state = np.empty((rows, T), dtype=np.int64)  # register contents during each row
-        cur = np.array([min(max(int(t), -(1 << (tw - 1))), (1 << (tw - 1)) - 1) for t in rtl.meta["thresholds"]], dtype=np.int64)
-        cur = np.clip(cur, sf.min_code - 1, sf.max_code)
-        write_rows = set()
-        if thr_writes and rows > RESET_ROWS + 4:
-            write_rows = set(int(r) for r in rng.integers(RESET_ROWS, rows - L - 2, size=thr_writes))
-        for r in range(rows):
-            state[r] = cur
-            if r in write_rows:
+        reset = np.clip([int(t) for t in rtl.meta["thresholds"]], sf.min_code - 1, sf.max_code)  # as the RTL clamps
+        state = np.tile(np.asarray(reset, dtype=np.int64), (rows, 1))  # register contents during each row
+        if thr_writes and rows > RESET_ROWS + L + 4:
+            for r in sorted(set(int(r) for r in rng.integers(RESET_ROWS, rows - L - 2, size=thr_writes))):
                 k = int(rng.integers(0, T))
                 v = int(rng.integers(sf.min_code - 1, sf.max_code + 1))
                 we[r], addr[r], data[r] = 1, k, v
-                cur = cur.copy()
-                cur[k] = v
+                state[r + 1:, k] = v  # written at the edge ending row r
                 n_w += 1
         # vector i (row c_i) is compared at the edge ending row c_i + L - 1, with the register value during it
         thr_eff = state[rows_of_vec + L - 1] if N else thr_eff

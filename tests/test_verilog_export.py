@@ -53,11 +53,17 @@ def test_files_ports_and_latency(tmp_path, ae):
 
 
 def test_pipelining_is_configurable(ae):
-    lat = {k: generate(ae, VerilogConfig(levels_per_stage=k)).latency_cycles for k in (0, 2, 3, 6)}
-    assert lat[2] > lat[3] > lat[6] >= lat[0]
-    # 0: registers only between blocks: input reg + input block + 6 layers + score + output register
-    assert lat[0] == 1 + 1 + len(ae.layers) + 1 + 1
-    no_reg = generate(ae, VerilogConfig(levels_per_stage=0, register_blocks=False, register_input=False))
+    lat = {k: generate(ae, VerilogConfig(levels_per_stage=k)) for k in (0, 2, 3, 6)}
+    assert lat[2].latency_cycles > lat[3].latency_cycles > lat[6].latency_cycles > lat[0].latency_cycles
+    for k in (2, 3, 6):  # no stage deeper than asked (stages are packed across block boundaries)
+        assert lat[k].meta["max_levels_per_stage"] <= k
+    # registers per layer: input reg + input block + 6 layers + score + output register
+    per_block = generate(ae, VerilogConfig(levels_per_stage=0, register_blocks=True))
+    assert per_block.latency_cycles == 1 + 1 + len(ae.layers) + 1 + 1
+    assert all(b["cycles"] == 1 for b in per_block.meta["latency_breakdown"])
+    # packing never costs latency against registering every block
+    assert lat[3].latency_cycles <= generate(ae, VerilogConfig(levels_per_stage=3, register_blocks=True)).latency_cycles
+    no_reg = generate(ae, VerilogConfig(levels_per_stage=0, register_input=False))
     assert no_reg.latency_cycles == 1  # fully combinational up to the output register
     slow = generate(ae, VerilogConfig(clock_mhz=120))
     assert slow.meta["latency_ns"] == pytest.approx(2 * generate(ae, VerilogConfig()).meta["latency_ns"], rel=1e-6)
@@ -77,7 +83,7 @@ def test_config_validation():
 @needs_verilator
 @pytest.mark.verilator
 @pytest.mark.parametrize("cfg", [
-    dict(), dict(levels_per_stage=0, register_blocks=False), dict(levels_per_stage=1, multiplier="mult", square="lut"),
+    dict(), dict(levels_per_stage=0, register_blocks=True), dict(levels_per_stage=1, multiplier="mult", square="lut"),
     dict(levels_per_stage=2, register_input=False, expose_outputs=True, square="lut"),
 ])
 def test_lint_clean_random_networks(tmp_path, cfg):

@@ -16,8 +16,9 @@ class VerilogConfig(BaseModel):
     and accepts a new event every clock (II=1). Inside a block a register stage is inserted after every
     ``levels_per_stage`` logic levels (one adder-tree level, one rounding adder, one saturation mux, one relu mux
     each count as a level; a variable multiplier counts ``mult_levels``); ``0`` puts no registers inside blocks.
-    ``register_blocks`` adds a register at each block's output (at most one; merged with an internal stage that
-    ends exactly there). The latency in clock cycles follows from these choices and is reported (and checked
+    ``register_blocks`` adds a register at each block's output ("registers per layer"); without it the stages are
+    packed across block boundaries (a stage may end inside the next module), which gives the lowest latency for
+    the same depth per stage. The latency in clock cycles follows from these choices and is reported (and checked
     by co-simulation).
     """
 
@@ -26,7 +27,7 @@ class VerilogConfig(BaseModel):
     top: str = Field("l1ad_trigger", description="Name of the top module (prefix of every generated module).")
     clock_mhz: float = Field(240.0, gt=0, description="Target clock for the latency report.")
     levels_per_stage: int = Field(3, ge=0, description="Logic levels between pipeline registers inside a block (0: none).")
-    register_blocks: bool = Field(True, description="Register every block's output.")
+    register_blocks: bool = Field(False, description="Register every block's output (else pack stages across blocks).")
     register_input: bool = Field(True, description="Register the raw input bus at the top before any logic.")
     multiplier: Literal["shiftadd", "mult"] = Field(
         "shiftadd",

@@ -105,6 +105,7 @@ def _bus_out(m: Module, name: str, sigs: list[Sig], fmt: FixedFormat, what: str)
 
 
 def _finish(m: Module, pipe: Pipe, sigs: list[Sig], cfg: VerilogConfig) -> list[Sig]:
+    """The block's end: a register with register_blocks, else the levels carry into the next block's stage."""
     if cfg.register_blocks:
         sigs = pipe.register(sigs)
     return sigs
@@ -118,7 +119,7 @@ def _header(qm: Any, what: str, cfg: VerilogConfig) -> list[str]:
 # ---------------------------------------------------------------------------------------------- blocks
 
 
-def _input_block(qm: Any, cfg: VerilogConfig, name: str) -> Block:
+def _input_block(qm: Any, cfg: VerilogConfig, name: str, depth0: int = 0) -> Block:
     inp = qm.input
     fin, xqf = inp.format, qm.input_quantizer
     n = qm.n_inputs
@@ -128,7 +129,7 @@ def _input_block(qm: Any, cfg: VerilogConfig, name: str) -> Block:
                + [f"Raw input format {fin}; scaled (exact) {qm.scaled_format}; network input {xqf}.",
                   "pos[k] = (x[gate_k] > 0): the object-present bits of the AE mask." if gates else ""])
     xs = _bus_in(m, "x", n, fin, [fin.min_code] * n, [fin.max_code] * n, "raw hardware codes")
-    pipe = Pipe(m, cfg.levels_per_stage)
+    pipe = Pipe(m, cfg.levels_per_stage, depth0)
     pos = []
     for k, g in enumerate(gates):
         x = xs[g]
@@ -155,7 +156,8 @@ def _input_block(qm: Any, cfg: VerilogConfig, name: str) -> Block:
     if pos:
         m.output("pos", len(pos), "{" + ", ".join(m.ref(p) for p in reversed(pos)) + "}" if len(pos) > 1 else m.ref(pos[0]),
                  f"object-present bits, gate features {gates}")
-    return Block(name, m, pipe.stages, [s.lo for s in xq], [s.hi for s in xq], {"gates": gates})
+    return Block(name, m, pipe.stages, [s.lo for s in xq], [s.hi for s in xq],
+                 {"gates": gates, "max_levels_per_stage": pipe.max_depth, "depth_out": pipe.depth})
 
 
 def _const_mult_terms(x: Sig, w: int, shift: int) -> list[Term]:
@@ -265,7 +267,7 @@ def _convert(m: Module, out: str, accs: list[Sig], dst: FixedFormat, relu: bool,
 
 
 def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi: list[int], cfg: VerilogConfig,
-                 name: str) -> Block:
+                 name: str, depth0: int = 0) -> Block:
     L = qm.layers[li]
     wf, bf, acc, of = L.weight_format, L.bias_format, L.accum_format, L.output_format
     W = [[int(v) for v in row] for row in L.weights.tolist()]
@@ -276,7 +278,7 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
                + [f"input {in_fmt}; weights {wf}; bias {bf}; accumulator {acc}; output {of}.",
                   f"Products: {'CSD shift-adds in one adder tree per neuron' if cfg.multiplier == 'shiftadd' else 'constant multipliers'}."])
     xs = _bus_in(m, "x", L.n_in, in_fmt, in_lo, in_hi, "layer input")
-    pipe = Pipe(m, cfg.levels_per_stage)
+    pipe = Pipe(m, cfg.levels_per_stage, depth0)
     # one adder tree when the sum is exact (the IR's analysis: every partial sum fits the accumulator) or wraps
     # (a wrapping accumulator with LSB <= the exact LSB: the hls4ml order gives the exact sum modulo 2^W)
     tree = qm.layer_exact(li) or (acc.overflow == "WRAP" and acc.frac >= fa)
@@ -330,11 +332,12 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
     outs = _finish(m, pipe, outs, cfg)
     _bus_out(m, "y", outs, of, "layer output")
     return Block(name, m, pipe.stages, [s.lo for s in outs], [s.hi for s in outs],
-                 {"accumulation": "tree" if tree else "sequential (hls4ml order)"})
+                 {"accumulation": "tree" if tree else "sequential (hls4ml order)", "max_levels_per_stage": pipe.max_depth,
+                  "depth_out": pipe.depth})
 
 
 def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi: list[int], y_lo: list[int],
-                 y_hi: list[int], gates: list[int]) -> Block:
+                 y_hi: list[int], gates: list[int], depth0: int = 0) -> Block:
     sc = qm.score
     xf, of = qm.input_quantizer, qm.output_format
     sq_f, acc, sf = sc.square_format, sc.accum_format, sc.format
@@ -342,7 +345,7 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
     m = Module(name, _header(qm, f"Score block ({sc.kind}): " + (
         "sum_j m_j (xq_j - y_j)^2, m_j = object of feature j present" if sc.kind == "mse" else "sum_i y_i^2"), cfg)
         + [f"diff {sc.diff_format}; square {sq_f}; accumulator {acc}; score {sf}."])
-    pipe = Pipe(m, cfg.levels_per_stage)
+    pipe = Pipe(m, cfg.levels_per_stage, depth0)
     ys = _bus_in(m, "y", n, of, y_lo, y_hi, "network output")
     pos: list[Sig] = []
     if sc.kind == "mse":
@@ -455,8 +458,11 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
         (a,) = _chain_sums(m, "s", [conv], [0], acc, pipe)
         (s,) = _convert(m, "score_c", [a], sf, False, pipe)
     (s,) = _finish(m, pipe, [s], cfg)
+    (s,) = pipe.before([s], 1)  # the comparators after this block must still fit in the stage
     m.output("score", sf.width, ext(m, s, sf.width), f"{sf}")
-    return Block(name, m, pipe.stages, [s.lo], [s.hi], {"accumulation": "tree" if tree else "sequential (hls4ml order)"})
+    return Block(name, m, pipe.stages, [s.lo], [s.hi],
+                 {"accumulation": "tree" if tree else "sequential (hls4ml order)", "max_levels_per_stage": pipe.max_depth,
+                  "depth_out": pipe.depth})
 
 
 def _delay_text(name: str) -> str:
@@ -496,6 +502,7 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
     blocks: list[Block] = []
     inb = _input_block(qm, cfg, f"{top}_input")
     blocks.append(inb)
+    carry = inb.extra["depth_out"]
     fmt, lo, hi = qm.input_quantizer, inb.out_lo, inb.out_hi
     layer_blocks = []
     used = set()
@@ -504,7 +511,8 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
         if bn in used or bn == f"{top}_input" or bn == f"{top}_score" or bn == f"{top}_delay":
             bn = f"{top}_layer{li}"
         used.add(bn)
-        b = _dense_block(qm, li, fmt, lo, hi, cfg, bn)
+        b = _dense_block(qm, li, fmt, lo, hi, cfg, bn, carry)
+        carry = b.extra["depth_out"]
         layer_blocks.append(b)
         fmt, lo, hi = L.output_format, b.out_lo, b.out_hi
     blocks += layer_blocks
@@ -512,7 +520,7 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
     gates = inb.extra["gates"]
     sb = None
     if has_score:
-        sb = _score_block(qm, cfg, f"{top}_score", inb.out_lo, inb.out_hi, lo, hi, gates)
+        sb = _score_block(qm, cfg, f"{top}_score", inb.out_lo, inb.out_hi, lo, hi, gates, carry)
         blocks.append(sb)
     net_lat = sum(b.latency for b in layer_blocks)
     score_lat = sb.latency if sb else 0
@@ -607,7 +615,8 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
             trig_bits.append(f"({vin} & ($signed({score_x}) > $signed(thr{k})))")
         m.use("thr_we"), m.use("thr_addr"), m.use("thr_data")
         if T:
-            m.reg("trig_r", T, "{" + ", ".join(reversed(trig_bits)) + "}" if T > 1 else trig_bits[0], "trigger bits")
+            m.reg("trig_r", T, "{" + ", ".join(reversed(trig_bits)) + "}" if T > 1 else trig_bits[0], "trigger bits",
+                  reset=f"{T}'d0")
             m.use("trig_r")
         m.use("score_r")
         m.ports.append(("output", "out_valid", 1, f"outputs valid ({latency} cycles after in_valid)"))
@@ -658,6 +667,7 @@ def _delay(m: Module, name: str, width: int, depth: int, top: str, comment: str,
 def _meta(qm: Any, cfg: VerilogConfig, top: str, blocks: list[Block], latency: int, in_reg: int,
           out_ports: list[tuple[str, int]], expose: bool, gates: list[int]) -> dict[str, Any]:
     ns = latency * cfg.period_ns
+    depth = max(b.extra.get("max_levels_per_stage", 0) for b in blocks)
     has_score = qm.score is not None
     T = len(qm.thresholds) if has_score else 0
     qm_hash = hashlib.sha256(json.dumps(qm.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -677,6 +687,8 @@ def _meta(qm: Any, cfg: VerilogConfig, top: str, blocks: list[Block], latency: i
         "fits_one_bx": ns <= BX_NS,
         "fits_two_bx": ns <= 2 * BX_NS,
         "within_budget": ns <= cfg.budget_ns,
+        "max_levels_per_stage": depth,
+        "est_fmax_mhz": round(est_fmax_mhz(depth), 1),
         "latency_breakdown": ([{"block": "input register", "cycles": in_reg}] if in_reg else [])
         + [{"block": b.name, "cycles": b.latency, **b.extra} for b in blocks]
         + [{"block": "comparators + output register" if has_score else "output register", "cycles": 1}],
@@ -694,6 +706,31 @@ def _meta(qm: Any, cfg: VerilogConfig, top: str, blocks: list[Block], latency: i
         "gates": gates,
         "files": [f"{b.name}.v" for b in blocks] + [f"{top}_delay.v", f"{top}.v"],
     }
+
+
+#: rough UltraScale+ timing model for the report (no vendor timing engine here): clock-to-out + setup + skew,
+#: and one adder level (LUT + CARRY8 chain of a ~20-bit sum + routing)
+T_STAGE_NS, T_LEVEL_NS = 0.6, 0.9
+
+
+def est_fmax_mhz(levels: int) -> float:
+    """A rough f_max estimate for stages of `levels` logic levels (a planning number, not a timing sign-off)."""
+    return 1000.0 / (T_STAGE_NS + T_LEVEL_NS * max(levels, 1))
+
+
+def latency_sweep(qmodel: Any, config: VerilogConfig | None = None, levels: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8)) -> list[dict]:
+    """Latency (cycles, ns at the configured clock) and the estimated f_max for several pipelining depths: what
+    fits in one or two bunch crossings, and at what clock that is plausible."""
+    cfg = config or VerilogConfig()
+    rows = []
+    for k in levels:
+        m = generate(qmodel, cfg.model_copy(update={"levels_per_stage": k})).meta
+        rows.append({"levels_per_stage": k, "cycles": m["latency_cycles"], "ns": m["latency_ns"],
+                     "fits_one_bx": m["fits_one_bx"], "fits_two_bx": m["fits_two_bx"],
+                     "max_levels_per_stage": m["max_levels_per_stage"], "est_fmax_mhz": m["est_fmax_mhz"],
+                     # the latency if the clock were the estimated f_max instead
+                     "ns_at_est_fmax": round(m["latency_cycles"] * 1000.0 / m["est_fmax_mhz"], 2)})
+    return rows
 
 
 def export_verilog(qmodel: Any, out_dir: str | Path, config: VerilogConfig | dict | None = None, *,
@@ -715,5 +752,5 @@ def export_verilog(qmodel: Any, out_dir: str | Path, config: VerilogConfig | dic
     if report:
         from .yosys import write_report
 
-        write_report(out, design)
+        write_report(out, design, sweep=latency_sweep(qmodel, cfg))
     return design

@@ -409,13 +409,15 @@ def add_const(m: Module, name: str, root: Term | None, c: int, frac: int, commen
 
 class Pipe:
     """Pipeline bookkeeping for one block: counts logic levels since the last register and inserts a
-    register stage before a step that would make the stage longer than `levels_per_stage` (0: never)."""
+    register stage before a step that would make the stage longer than `levels_per_stage` (0: never). A block may
+    start with levels left over from the block before it (stages are packed across module boundaries)."""
 
-    def __init__(self, m: Module, levels_per_stage: int):
+    def __init__(self, m: Module, levels_per_stage: int, depth: int = 0):
         self.m = m
         self.k = levels_per_stage
-        self.depth = 0
+        self.depth = depth  # levels already on the path into this block (pipelining packed across blocks)
         self.stages = 0
+        self.max_depth = depth  # the deepest stage so far (logic levels between registers)
 
     def before(self, sigs: list, n: int = 1) -> list:
         """Call before emitting a step of n logic levels that reads `sigs` (every live signal of the block):
@@ -426,6 +428,7 @@ class Pipe:
 
     def after(self, n: int = 1) -> None:
         self.depth += n
+        self.max_depth = max(self.max_depth, self.depth)
 
     def register(self, sigs: list) -> list:
         """A register stage on every live signal (constants pass unregistered)."""

@@ -111,8 +111,17 @@ def format_table(rep: dict[str, Any]) -> str:
             f"  one bunch crossing (25 ns):   {'fits' if lat['fits_one_bx'] else 'does not fit'}",
             f"  two bunch crossings (50 ns):  {'fits' if lat['fits_two_bx'] else 'does not fit'}",
         ]
+        lines.append(f"  deepest stage      {lat['max_levels_per_stage']} logic levels "
+                     f"(rough f_max estimate {lat['est_fmax_mhz']:.0f} MHz; no vendor timing)")
         for b in lat.get("breakdown", []):
             lines.append(f"      {b['block']:<40s} {b['cycles']:>3d} cycles")
+        lines.append("")
+    if rep.get("latency_sweep"):
+        lines.append(f"  pipelining sweep at {lat['clock_mhz']:g} MHz (levels per stage -> latency; est. f_max):")
+        lines.append("      levels  cycles       ns   1 BX  2 BX   est f_max   ns at est f_max")
+        for r in rep["latency_sweep"]:
+            lines.append(f"      {r['levels_per_stage']:>6d}  {r['cycles']:>6d}  {r['ns']:>7.1f}   {'yes' if r['fits_one_bx'] else ' no'}"
+                         f"   {'yes' if r['fits_two_bx'] else ' no'}   {r['est_fmax_mhz']:>6.0f} MHz   {r['ns_at_est_fmax']:>8.1f}")
         lines.append("")
     if res:
         lines.append(f"  Yosys {rep.get('family', 'xcup')} synth_xilinx ({rep.get('seconds', 0):.0f} s):")
@@ -124,8 +133,10 @@ def format_table(rep: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: str | Path, design: Any, *, timeout: float | None = None, synth: bool = True) -> dict[str, Any]:
-    """Synthesize the design written in out_dir and write report.json and report.txt (latency + resources)."""
+def write_report(out_dir: str | Path, design: Any, *, timeout: float | None = None, synth: bool = True,
+                 sweep: list[dict] | None = None) -> dict[str, Any]:
+    """Synthesize the design written in out_dir and write report.json and report.txt (latency, the pipelining
+    sweep if given, resources)."""
     from trigger.atomic import write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
@@ -134,9 +145,12 @@ def write_report(out_dir: str | Path, design: Any, *, timeout: float | None = No
         "top": meta["top"], "model": meta["model"],
         "latency": {"cycles": meta["latency_cycles"], "clock_mhz": meta["clock_mhz"], "ns": meta["latency_ns"],
                     "fits_one_bx": meta["fits_one_bx"], "fits_two_bx": meta["fits_two_bx"],
+                    "max_levels_per_stage": meta["max_levels_per_stage"], "est_fmax_mhz": meta["est_fmax_mhz"],
                     "breakdown": meta["latency_breakdown"]},
         "config": meta["config"],
     }
+    if sweep:
+        rep["latency_sweep"] = sweep
     if synth:
         try:
             rep.update(synth_report([out / f for f in meta["files"]], meta["top"], log=out / "yosys.log", timeout=timeout))
