@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter (CUDA factories, CPU features) is noise on a CPU-only machine.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import click
 

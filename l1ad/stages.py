@@ -100,16 +100,16 @@ def run_stages(
             ctx.dirs[stage.name] = final
             ctx.summaries[stage.name] = done["summary"]
             records.append(StageRecord(stage.name, key, True, float(done.get("seconds", 0.0)), done["summary"]))
-            log(f"[{stage.name}] cached ({key})")
+            log(f"stage {stage.name}: cached ({key})")
             continue
         if only is not None and stage.name not in only:
             if done is None:
-                raise RuntimeError(f"stage {stage.name!r} is needed but has not finished; run without --only")
+                raise ValueError(f"stage {stage.name!r} is needed but has not finished; run without --only")
             ctx.dirs[stage.name] = final
             ctx.summaries[stage.name] = done["summary"]
             records.append(StageRecord(stage.name, done["key"], True, float(done.get("seconds", 0.0)), done["summary"]))
             continue
-        log(f"[{stage.name}] running")
+        log(f"stage {stage.name}: running")
         t0 = time.perf_counter()
         with atomic_path(final) as tmp:
             tmp.mkdir()
@@ -119,7 +119,7 @@ def run_stages(
         ctx.dirs[stage.name] = final
         ctx.summaries[stage.name] = summary
         records.append(StageRecord(stage.name, key, False, seconds, summary))
-        log(f"[{stage.name}] done in {seconds:.1f} s")
+        log(f"stage {stage.name}: done in {seconds:.1f} s")
     return records
 
 

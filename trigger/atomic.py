@@ -65,6 +65,10 @@ def _json_default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
+    if hasattr(o, "model_dump"):  # pydantic models (typed configuration)
+        return o.model_dump(mode="json")
+    if isinstance(o, (set, frozenset, tuple)):
+        return sorted(o) if isinstance(o, (set, frozenset)) else list(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 

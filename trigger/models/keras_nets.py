@@ -136,7 +136,7 @@ def fit(net: KerasNet, arch: ArchitectureConfig, data, cfg, ckpt_dir: Path | Non
     loss, metrics = _losses(arch)
     model = net.train
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate), loss=loss,
-                  weighted_metrics=metrics or None)
+                  weighted_metrics=metrics or [])
     y = np.concatenate([data.t, data.m], axis=1)
     y_val = np.concatenate([data.t_val, data.m_val], axis=1)
     monitor = EpochMonitor(cfg.epochs, cfg.patience, cfg.min_delta, cfg.progress, desc)

@@ -1,0 +1,98 @@
+"""`l1ad export`: export a trained model to firmware. Subcommands: `hls` (hls4ml project, C-simulation check)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group("export")
+def command() -> None:
+    """Export a trained model: the IR, hls4ml project, Verilog RTL."""
+
+
+@command.command("hls")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Project directory to write (replaced atomically).")
+@click.option("--verify", "n_verify", type=click.IntRange(min=0), default=0, show_default=True,
+              help="C-simulate N events (zero-bias-like, signal-like, edge vectors) against the bit-exact emulator; "
+                   "writes OUT/verification.json and fails on any mismatch.")
+@click.option("--thresholds", "threshold_codes", default=None,
+              help="Comma-separated integer threshold codes of the score format (trigger bit k = score > code k).")
+@click.option("--rates-json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Take the thresholds from an `l1ad rates` report (rates.json).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="YAML with HLSConfig fields (project_name, part, clock_period_ns, clock_uncertainty, reuse_factor, "
+                   "tb_vectors).")
+@click.option("--input-format", default=None, help="Format of the raw hardware-unit input (default ap_int<18>).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the verification vectors.")
+def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | None, rates_json: Path | None,
+        config_path: Path | None, input_format: str | None, seed: int) -> None:
+    """Write an hls4ml project (Vitis, io_parallel, Latency) for the model in MODEL_DIR, with the input scaling,
+    anomaly score and threshold comparators in the top level; precisions from the quantized-model IR."""
+    import contextlib
+    import io
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from firmware.hls import HLSConfig, export_hls, verify_project
+    from firmware.hls.frontends import (DEFAULT_INPUT_FORMAT, QONNX_FILE, framework_agreement, qmodel_from_trained,
+                                        thresholds_from_rates)
+    from firmware.hls.vectors import make_vectors
+    from trigger.atomic import write_json_atomic
+    from trigger.modeldir import load_model
+
+    cfg = HLSConfig()
+    if config_path is not None:
+        data = yaml.safe_load(config_path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{config_path}: expected a mapping of HLSConfig fields")
+        sect = data.get("firmware", data)  # a full l1ad config, a firmware section, or HLSConfig fields
+        cfg = HLSConfig.model_validate(sect.get("hls", sect) if isinstance(sect, dict) else sect)
+    if threshold_codes and rates_json:
+        raise click.UsageError("give --thresholds or --rates-json, not both")
+    codes: list[int] = []
+    if threshold_codes:
+        try:
+            codes = [int(c) for c in threshold_codes.split(",") if c.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {threshold_codes!r}",
+                                     param_hint="--thresholds") from None
+    tm = load_model(model_dir)
+    with tempfile.TemporaryDirectory(prefix="l1ad-export-") as work:
+        q, source = qmodel_from_trained(tm, work, input_format=input_format or DEFAULT_INPUT_FORMAT, thresholds=codes)
+        if rates_json is not None:
+            q = q.with_thresholds(thresholds_from_rates(q, rates_json))
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log):  # hls4ml prints its topology walk
+            project = export_hls(q, source, out_dir, cfg)
+        if isinstance(source, Path):
+            shutil.copyfile(source, out_dir / QONNX_FILE)
+    click.echo(f"wrote {out_dir} ({project.source_kind} -> hls4ml {cfg.backend}, top '{cfg.project_name}', "
+               f"part {cfg.part}, {cfg.clock_period_ns} ns)")
+    for w in q.warnings:
+        click.echo(f"  IR warning: {w}")
+    if n_verify:
+        sets = make_vectors(q, n_verify, seed=seed)
+        rep = verify_project(project, n_verify, seed=seed, sets=sets)
+        rep["framework_vs_emulator"] = {k: framework_agreement(tm, q, v) for k, v in sets.items()}
+        write_json_atomic(out_dir / "verification.json", rep)
+        t = rep["timing"]
+        click.echo(f"C simulation vs emulator: {rep['n_events']} events, mismatches outputs={rep['mismatches']['outputs']} "
+                   f"score={rep['mismatches']['score']} trigger={rep['mismatches']['trigger']} "
+                   f"(compile {t['compile_s']:.1f} s, {t['csim_events_per_s']} events/s)")
+        fw = rep["framework_vs_emulator"]
+        click.echo(f"{tm.frontend} forward vs emulator: output mismatches "
+                   + ", ".join(f"{k}={v['output_mismatches']}/{v['n_values']}" for k, v in fw.items()))
+        click.echo(f"report: {out_dir / 'verification.json'}")
+        if not rep["passed"]:
+            raise click.ClickException("the C simulation does not match the emulator bit for bit")
+
+
+# `l1ad export verilog` lives in its own module (firmware.verilog front end).
+from .export_verilog import verilog as _verilog  # noqa: E402
+
+command.add_command(_verilog)

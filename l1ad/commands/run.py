@@ -1,0 +1,30 @@
+"""`l1ad run`: the end-to-end pipeline from data to discovery reach, cached stage by stage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("run")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="YAML configuration on top of the built-in default (configs/default.yaml).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: the config's out_dir, 'out'; --quick: 'out/quick').")
+@click.option("--quick", is_flag=True, help="CI-sized run (configs/quick.yaml on top): minutes, not tens of minutes.")
+@click.option("--from", "from_stage", default=None, help="Re-run this stage and every later one.")
+@click.option("--only", default=None, help="Comma-separated stages to run; earlier ones must be finished.")
+@click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:port); default: a local cluster.")
+def command(config_path: Path | None, out_dir: Path | None, quick: bool, from_stage: str | None, only: str | None,
+            scheduler: str | None) -> None:
+    """Data -> training (QKeras, Brevitas) -> thresholds at each target rate -> HLS C-sim check -> Verilog
+    co-simulation + Yosys -> triggered samples -> offline searches -> discovery reach -> summary.json, report.html."""
+    from l1ad.config import load_config
+    from l1ad.pipeline import run_pipeline
+
+    overrides = {"dask": {"scheduler": scheduler}} if scheduler else None
+    cfg = load_config(config_path, quick=quick, overrides=overrides)
+    out = out_dir or (Path(cfg.out_dir) / "quick" if quick else Path(cfg.out_dir))
+    result = run_pipeline(cfg, out, from_stage=from_stage, only=set(only.split(",")) if only else None)
+    click.echo(f"summary: {result['summary']}")
+    click.echo(f"report:  {result['report']}")

@@ -1,0 +1,131 @@
+"""The typed, validated configuration of an l1ad run, loaded from YAML.
+
+Each package defines the configuration of its own stage (trigger.generation.GenerationConfig,
+trigger.models.arch.ArchitectureConfig, firmware.hls.config.HLSConfig, ...); this module composes them.
+`configs/default.yaml` is the built-in default; `--quick` deep-merges `configs/quick.yaml` on top.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from firmware.hls.config import HLSConfig
+from firmware.verilog.config import VerilogConfig
+from trigger.atomic import content_hash
+from trigger.generation.config import GenerationConfig
+from trigger.models.arch import ArchitectureConfig
+from trigger.rate_report import RatesConfig
+from trigger.train import TrainingConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+QUICK_OVERRIDES = CONFIG_DIR / "quick.yaml"
+
+
+class ConfigError(ValueError):
+    """A bad configuration: names the key, the value and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DaskConfig(_Strict):
+    """Where the embarrassingly parallel work runs: a local cluster by default, or a scheduler address."""
+
+    scheduler: Optional[str] = Field(None, description="e.g. tcp://host:8786; None starts a local cluster")
+    n_workers: Optional[int] = Field(None, ge=1, description="local cluster workers (None: one per core)")
+
+
+class ModelsConfig(_Strict):
+    """Which front-ends to train, on what architecture and with which training settings."""
+
+    frontends: tuple[Literal["qkeras", "brevitas"], ...] = ("qkeras", "brevitas")
+    float_reference: bool = True
+    arch: ArchitectureConfig = ArchitectureConfig()
+    training: TrainingConfig = TrainingConfig()
+    #: the front-end whose firmware is exported to HLS/Verilog and whose trigger bits select events
+    deploy: Literal["qkeras", "brevitas"] = "qkeras"
+
+
+class FirmwareConfig(_Strict):
+    """The firmware stages: the IR input format, HLS export and C-sim check, Verilog, co-simulation, Yosys."""
+
+    input_format: str = "ap_int<18>"
+    hls: HLSConfig = HLSConfig()
+    hls_verify_events: int = Field(100_000, ge=0)
+    verilog: VerilogConfig = VerilogConfig()
+    cosim_vectors: int = Field(100_000, ge=0)
+    yosys: bool = True
+
+
+class L1adConfig(_Strict):
+    """One whole run: data -> models -> thresholds -> firmware -> offline -> report."""
+
+    seed: int = Field(1, ge=0)
+    out_dir: str = "out"
+    data: GenerationConfig = GenerationConfig()
+    models: ModelsConfig = ModelsConfig()
+    rates: RatesConfig = RatesConfig()
+    firmware: FirmwareConfig = FirmwareConfig()
+    offline: dict[str, Any] = Field(default_factory=dict)
+    dask: DaskConfig = DaskConfig()
+
+    def hash(self) -> str:
+        """Content hash of the whole configuration."""
+        return content_hash(self.model_dump(mode="json"))
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, recursively for nested mappings."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def format_validation_error(e: ValidationError, source: str) -> str:
+    """One line per problem: the dotted key, the offending value and what is allowed."""
+    lines = [f"{source}: invalid configuration"]
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here; check the spelling against configs/default.yaml)"
+        value = err.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        lines.append(f"  {key} = {shown[:80]}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, *, quick: bool = False, overrides: dict | None = None) -> L1adConfig:
+    """The built-in default, then the user's YAML file, then the quick overrides, then `overrides`."""
+    data = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {}
+    source = str(DEFAULT_CONFIG)
+    if path is not None:
+        data = deep_merge(data, _read_yaml(Path(path)))
+        source = str(path)
+    if quick:
+        data = deep_merge(data, _read_yaml(QUICK_OVERRIDES))
+    if overrides:
+        data = deep_merge(data, overrides)
+    try:
+        return L1adConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
