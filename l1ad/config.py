@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from firmware.hls.config import HLSConfig
 from firmware.verilog.config import VerilogConfig
+from l1ad.analysis import OfflineStageConfig
 from trigger.atomic import content_hash
 from trigger.generation.config import GenerationConfig
 from trigger.models.arch import ArchitectureConfig
@@ -72,7 +73,7 @@ class L1adConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     rates: RatesConfig = RatesConfig()
     firmware: FirmwareConfig = FirmwareConfig()
-    offline: dict[str, Any] = Field(default_factory=dict)
+    offline: OfflineStageConfig = OfflineStageConfig()
     dask: DaskConfig = DaskConfig()
 
     def hash(self) -> str:

@@ -194,6 +194,131 @@ def stage_hls(ctx: StageContext, work: Path) -> dict:
             "framework_vs_emulator": {k: v["output_mismatches"] for k, v in rep["framework_vs_emulator"].items()}}
 
 
+def stage_rtl(ctx: StageContext, work: Path) -> dict:
+    """Generate the Verilog of the deployed QModel, lint it (verilator -Wall), co-simulate zero-bias, signal,
+    edge and random vectors against the emulator bit for bit, and synthesize it with Yosys for the resources."""
+    import json as _json
+
+    import firmware
+    from firmware.fixed import quantize_float
+    from firmware.verilog import export_verilog
+    from sim.cosim import cosim, default_vectors
+    from sim.verilator import lint
+    from trigger.l1units import hw_inputs
+
+    cfg: L1adConfig = ctx.config
+    fe = cfg.models.deploy
+    q = firmware.QModel.load(ctx.path("rates") / fe / "qmodel.json")
+    rtl_dir = work / "rtl"
+    design = export_verilog(q, rtl_dir, cfg.firmware.verilog, report=cfg.firmware.yosys)
+    sources = sorted(str(p) for p in rtl_dir.glob("*.v"))
+    warnings_ = lint(sources, cfg.firmware.verilog.top)
+    if warnings_:
+        raise RuntimeError(f"verilator --lint-only -Wall is not clean: {warnings_[:5]}")
+    files = _sample_files(ctx)
+    n = cfg.firmware.cosim_vectors
+    _, zb_eval = split_zero_bias(_read(files[ZERO_BIAS]))
+    data = [hw_inputs(zb_eval.objects)] + [hw_inputs(_read(files[s]).objects) for s in signal_names(ctx)]
+    codes = np.concatenate([quantize_float(x, q.input.format)[0] for x in data]).astype(np.int64)[:n]
+    x = default_vectors(q, max(0, n - len(codes)), seed=cfg.seed, data=codes)
+    rep = cosim(rtl_dir, x)
+    write_json_atomic(work / "cosim.json", rep)
+    if not rep["ok"]:
+        raise RuntimeError(f"RTL co-simulation differs from the emulator: {rep['mismatches']} mismatches "
+                           f"(see {work / 'cosim.json'})")
+    out = {"frontend": fe, "vectors": rep["vectors"], "mismatches": rep["mismatches"],
+           "valid_errors": rep["valid_errors"], "latency_cycles": design.latency_cycles,
+           "clock_mhz": cfg.firmware.verilog.clock_mhz, "latency_ns": rep["latency_ns"],
+           "vectors_per_s": rep["vectors_per_s"], "lint_warnings": 0}
+    report_json = rtl_dir / "report.json"
+    if report_json.is_file():
+        res = _json.loads(report_json.read_text()).get("resources", {})
+        out.update({"lut": res.get("LUT"), "ff": res.get("FF"), "dsp": res.get("DSP"), "carry": res.get("CARRY")})
+    return out
+
+
+def stage_offline(ctx: StageContext, work: Path) -> dict:
+    """Per target rate: the triggered samples (emulator trigger bits), the m_jj bump hunt and the NPLM
+    data-quality test of the triggered zero-bias stream, and the discovery reach per signal."""
+    import firmware
+    from trigger.l1units import hw_inputs
+
+    from .analysis import as_dict, event_features, nplm_quality, reach_table, triggered_bumphunt
+
+    cfg: L1adConfig = ctx.config
+    ocfg = cfg.offline
+    fe = cfg.models.deploy
+    q = firmware.QModel.load(ctx.path("rates") / fe / "qmodel.json")
+    files = _sample_files(ctx)
+    _, zb = split_zero_bias(_read(files[ZERO_BIAS]))
+    zb_rate = cfg.rates.zb_rate_hz
+    bits_zb = firmware.emulate(q, hw_inputs(zb.objects)).trigger
+    trig_sigs = {s: _read(files[s]) for s in signal_names(ctx)}
+    res_name = "dijet_resonance"
+    if res_name in files:
+        trig_sigs[res_name] = _read(files[res_name])
+    bits_sig = {s: firmware.emulate(q, hw_inputs(b.objects)).trigger for s, b in trig_sigs.items()}
+    lo, hi = ocfg.resonance_window_gev
+    in_window = (zb.offline.get("mJJ", np.zeros(len(zb))) >= lo) & (zb.offline.get("mJJ", np.zeros(len(zb))) < hi)
+    per_rate, rates_rows = [], []
+    sig_eff: dict[str, dict] = {s: {"eff": [], "window_eff": [] if s == res_name else None} for s in trig_sigs}
+    wsum = zb.weight.sum()
+    for k, target in enumerate(cfg.rates.targets_hz):
+        fired = bits_zb[:, k]
+        kept_hz = zb_rate * zb.weight[fired].sum() / wsum
+        window_hz = zb_rate * zb.weight[fired & in_window].sum() / wsum
+        rates_rows.append({"target_hz": target, "kept_hz": kept_hz, "window_hz": window_hz})
+        tag = f"{target / 1e3:g}kHz"
+        trig = zb.select(fired)
+        entry = {"target_hz": target, "kept_hz": kept_hz, "triggered_events": int(fired.sum()),
+                 "bumphunt": triggered_bumphunt(trig.offline.get("mjj", np.zeros(len(trig))), trig.weight, zb_rate, ocfg,
+                                                work / f"bumphunt_{tag}.png"),
+                 "nplm": nplm_quality(event_features(trig), trig.weight, ocfg, cfg.dask.scheduler, work / f"nplm_{tag}.png")}
+        for s, b in trig_sigs.items():
+            f = bits_sig[s][:, k]
+            eff = float(b.weight[f].sum() / b.weight.sum()) if b.weight.sum() > 0 else 0.0
+            sig_eff[s]["eff"].append(eff)
+            if s == res_name:
+                m = b.offline.get("mJJ", np.zeros(len(b)))
+                w_in = f & (m >= lo) & (m < hi)
+                sig_eff[s]["window_eff"].append(float(b.weight[w_in].sum() / b.weight.sum()))
+        entry["signal_efficiency"] = {s: v["eff"][-1] for s, v in sig_eff.items()}
+        per_rate.append(entry)
+    reach = reach_table(rates_rows, sig_eff, ocfg)
+    write_json_atomic(work / "offline.json", as_dict({"per_rate": per_rate, "reach": reach}))
+    _plot_reach(reach, ocfg.z_levels, work / "reach_vs_rate.png")
+    return as_dict({"per_rate": per_rate, "reach": reach, "luminosity_fb": ocfg.luminosity_fb})
+
+
+def _plot_reach(rows: list[dict], z_levels, path: Path) -> None:
+    """Cross-section for 5 sigma (solid) and 3 sigma (dashed) vs trigger rate, one line per signal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+
+    from trigger.atomic import atomic_path
+
+    plt.style.use(hep.style.CMS)
+    fig, ax = plt.subplots()
+    for i, sig in enumerate(sorted({r["signal"] for r in rows})):
+        rr = [r for r in rows if r["signal"] == sig]
+        for z, ls in zip(sorted(z_levels, reverse=True), ("-", "--")):
+            pts = [(r["target_hz"] / 1e3, r[f"xsec_pb_{z:g}sigma"]) for r in rr if r[f"xsec_pb_{z:g}sigma"]]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, ls, marker="o", color=f"C{i}", label=f"{sig} ({z:g}$\\sigma$)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Anomaly-trigger rate [kHz]")
+    ax.set_ylabel(r"$\sigma$ for median significance [pb]")
+    ax.legend(fontsize="x-small", ncol=2)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
 def build_stages() -> list[Stage]:
     """The pipeline's stages in order, each with the configuration slice that keys its cache."""
     return [
@@ -204,6 +329,11 @@ def build_stages() -> list[Stage]:
         Stage("rates", stage_rates, lambda c: c.rates, needs=("firmware",)),
         Stage("hls", stage_hls, lambda c: {"deploy": c.models.deploy, "hls": c.firmware.hls,
                                            "n": c.firmware.hls_verify_events, "seed": c.seed}, needs=("rates",)),
+        Stage("rtl", stage_rtl, lambda c: {"deploy": c.models.deploy, "verilog": c.firmware.verilog,
+                                           "n": c.firmware.cosim_vectors, "yosys": c.firmware.yosys, "seed": c.seed},
+              needs=("rates",)),
+        Stage("offline", stage_offline, lambda c: {"offline": c.offline, "deploy": c.models.deploy,
+                                                   "rates": c.rates.target_rates_khz}, needs=("rates",)),
     ]
 
 

@@ -1,0 +1,146 @@
+"""The offline end of the pipeline: what each trigger threshold keeps, and what can be discovered with it.
+
+For every target rate the triggered samples are the events whose bit-exact emulator trigger bit fires. On the
+triggered zero-bias stream the pipeline runs (a) the sliding-window bump hunt of m_jj with look-elsewhere
+correction, on pseudo-data drawn from the weighted stream for the configured luminosity, and (b) an NPLM
+data-quality test of one half of the triggered stream against the other (a null test: it should not fire).
+The discovery reach per rate and signal is the cross-section that gives a median 3 or 5 sigma excess (Asimov)
+over the triggered background for the configured luminosity: inclusively for the ADC2021-style signals,
+and in the m_JJ window around the resonance for the LHCO-style dijet signal.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import optimize
+
+from offline.bumphunt import BumpHuntConfig
+from offline.nplm import NPLMConfig
+
+
+class OfflineStageConfig(BaseModel):
+    """Offline analyses of the triggered samples and the discovery-reach settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    luminosity_fb: float = Field(10.0, gt=0, description="integrated luminosity of the pseudo-data [fb^-1]")
+    inst_luminosity: float = Field(2.0e34, gt=0, description="instantaneous luminosity [cm^-2 s^-1] (time = L / L_inst)")
+    mjj_edges_gev: tuple[float, float, int] = Field((200.0, 4000.0, 38), description="m_jj histogram: lo, hi, bins")
+    bumphunt: BumpHuntConfig = BumpHuntConfig(n_toys=200, n_lee_toys=100, widths=(3, 5, 7), sqrt_s=13600.0)
+    nplm: NPLMConfig = NPLMConfig(n_toys=20, max_centers=200)
+    nplm_max_events: int = Field(3000, ge=50, description="events per side of the NPLM data-quality test")
+    resonance_window_gev: tuple[float, float] = (3000.0, 4000.0)
+    z_levels: tuple[float, ...] = (3.0, 5.0)
+    seed: int = 0
+
+
+def seconds_of_running(cfg: OfflineStageConfig) -> float:
+    """Live time that collects `luminosity_fb` at `inst_luminosity`."""
+    return cfg.luminosity_fb * 1e39 / cfg.inst_luminosity
+
+
+def asimov_z(s: float, b: float) -> float:
+    """Median discovery significance of s signal over b background events (Cowan et al., Asimov)."""
+    if s <= 0:
+        return 0.0
+    if b <= 0:
+        return math.inf
+    return math.sqrt(2.0 * ((s + b) * math.log1p(s / b) - s))
+
+
+def signal_for_z(z: float, b: float) -> float:
+    """Signal events for a median significance z over b background events (inverse of asimov_z)."""
+    if b <= 0:
+        return 0.0
+    hi = max(10.0, 2 * z * math.sqrt(b) + z * z)
+    while asimov_z(hi, b) < z:
+        hi *= 2
+    return float(optimize.brentq(lambda s: asimov_z(s, b) - z, 0.0, hi, xtol=1e-9 * hi))
+
+
+def reach_table(rates: list[dict], signals: dict[str, dict], cfg: OfflineStageConfig) -> list[dict]:
+    """Cross-section [pb] for each z level, per target rate and signal.
+
+    rates: [{"target_hz", "kept_hz", "window_hz"}]; signals: {name: {"eff": [per rate], "window_eff": [...] or None}}.
+    b = kept rate x live time (inclusive), or the rate inside the resonance window for windowed signals;
+    s = sigma x L x efficiency.
+    """
+    live = seconds_of_running(cfg)
+    lumi_pb = cfg.luminosity_fb * 1e3
+    rows = []
+    for i, r in enumerate(rates):
+        for name, sig in signals.items():
+            windowed = sig.get("window_eff") is not None
+            eff = sig["window_eff"][i] if windowed else sig["eff"][i]
+            b = (r["window_hz"] if windowed else r["kept_hz"]) * live
+            row = {"target_hz": r["target_hz"], "signal": name, "search": "m_JJ window" if windowed else "inclusive",
+                   "efficiency": eff, "background_events": b}
+            for z in cfg.z_levels:
+                s = signal_for_z(z, b)
+                row[f"xsec_pb_{z:g}sigma"] = s / (lumi_pb * eff) if eff > 0 else None
+            rows.append(row)
+    return rows
+
+
+def triggered_bumphunt(m: np.ndarray, w: np.ndarray, zb_rate_hz: float, cfg: OfflineStageConfig, out_png: Path) -> dict:
+    """Bump hunt of the triggered m_jj: pseudo-data ~ Poisson(weighted expectation for the luminosity)."""
+    from offline.bumphunt import scan
+    from offline.plots_stats import plot_bumphunt_scan
+
+    lo, hi, nb = cfg.mjj_edges_gev
+    edges = np.geomspace(lo, hi, int(nb) + 1)
+    keep = m > 0
+    expected, _ = np.histogram(m[keep], bins=edges, weights=w[keep] / w.sum() * zb_rate_hz * seconds_of_running(cfg)
+                               if w.sum() > 0 else None)
+    total = float(expected.sum())
+    if total < 100 or (expected > 0).sum() < 10:
+        return {"skipped": f"too few triggered events with m_jj in [{lo:g}, {hi:g}] GeV (expected {total:.3g})"}
+    rng = np.random.default_rng(cfg.seed)
+    observed = rng.poisson(expected).astype(float)
+    res = scan(observed, edges, config=cfg.bumphunt)
+    plot_bumphunt_scan(res, out_png)
+    return {"expected_events": total, "t_max": float(res.t_max), "best_window_gev": [res.best["m_lo"], res.best["m_hi"]],
+            "local_z": float(math.sqrt(max(res.t_max, 0.0))), "global_p_toys": res.global_p_toys,
+            "global_p_gv": res.global_p_gv, "plot": out_png.name}
+
+
+def nplm_quality(x: np.ndarray, w: np.ndarray, cfg: OfflineStageConfig, scheduler: str | None, out_png: Path) -> dict:
+    """NPLM of one half of the triggered stream (data) against the other (reference): a null test."""
+    from offline.nplm import nplm_test, plot_null
+
+    rng = np.random.default_rng(cfg.seed + 1)
+    idx = rng.permutation(len(x))
+    ref, dat = idx[::2][: cfg.nplm_max_events], idx[1::2][: cfg.nplm_max_events]
+    if len(ref) < 50 or len(dat) < 50:
+        return {"skipped": f"too few triggered events ({len(x)})"}
+    wr, wd = w[ref] / w[ref].sum() * len(dat), w[dat] / w[dat].sum() * len(dat)
+    res = nplm_test(x[ref], x[dat], cfg.nplm, w_ref=wr, w_data=wd, n_expected=float(len(dat)), scheduler=scheduler)
+    plot_null(res, out_png, title="triggered stream: half vs half")
+    return {**{k: v for k, v in res.summary().items() if isinstance(v, (int, float, str))}, "plot": out_png.name}
+
+
+def event_features(batch) -> np.ndarray:
+    """Per-event L1 features for the data-quality test: log leading-jet pT, log HT, log MET, object counts."""
+    from trigger.events import slot_rows
+
+    jets = batch.objects[:, slot_rows("Jet"), 0]
+    ht = jets.sum(axis=1)
+    return np.column_stack([np.log1p(jets[:, 0]), np.log1p(ht), np.log1p(batch.objects[:, 0, 0]),
+                            batch.multiplicity("Jet"), batch.multiplicity("EGamma") + batch.multiplicity("Muon")])
+
+
+def as_dict(obj: Any) -> Any:
+    """JSON-safe copy (NaN / inf become None)."""
+    if isinstance(obj, dict):
+        return {k: as_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
