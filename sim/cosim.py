@@ -16,6 +16,7 @@ compares every output bit:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -178,9 +179,10 @@ def _expected(qm: Any, x_codes: np.ndarray) -> Any:
 
 
 def simulate(rtl: RTL, stream: Stream, *, engine: str = "batch", build_root: str | Path | None = None,
-             workdir: str | Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+             workdir: str | Path | None = None, expected: Any = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Run the stream through one simulator; returns outputs per port and timing
-    {build_seconds, sim_seconds, cached}."""
+    {build_seconds, sim_seconds, cached}. With `expected` (the emulator's result) the cocotb testbench checks
+    itself and the number of failed cocotb tests is returned as "cocotb_failed"."""
     if engine == "batch":
         sim = build_batch(rtl, build_root=build_root)
         outs, t = sim.run(stream.inputs, workdir=workdir)
@@ -192,11 +194,25 @@ def simulate(rtl: RTL, stream: Stream, *, engine: str = "batch", build_root: str
             np.savez(sp, **{k: np.array(to_ints(v), dtype=object) for k, v in stream.inputs.items()})
             env = {"L1AD_COSIM_STIM": str(sp), "L1AD_COSIM_RESP": str(rp),
                    "L1AD_COSIM_OUTPUTS": ",".join(p.name for p in rtl.outputs)}
+            if expected is not None:
+                import pickle
+
+                ep = Path(td) / "expect.pkl"
+                ep.write_bytes(pickle.dumps({"rtl_dir": str(rtl.root), "stream": stream, "expected": expected}))
+                env["L1AD_COSIM_EXPECT"] = str(ep)
             t0 = time.perf_counter()
             log = Path(td) / "sim.log"
             try:
-                runner.test(hdl_toplevel=rtl.top, test_module="sim.tb_trigger", build_dir=str(bdir), test_dir=td,
-                            extra_env=env, log_file=str(log))
+                from cocotb.runner import get_results
+
+                xml = runner.test(hdl_toplevel=rtl.top, test_module="sim.tb_trigger", build_dir=str(bdir), test_dir=td,
+                                  extra_env=env, log_file=str(log))
+                failed = get_results(Path(xml))[1]
+            except SystemExit as e:  # cocotb's runner exits when a test fails (inside pytest)
+                m = re.search(r"Failed (\d+) of \d+ tests", str(e))
+                if not m:
+                    raise SimError(f"cocotb simulation failed: {e}\n{log.read_text()[-3000:] if log.is_file() else ''}") from None
+                failed = int(m.group(1))
             except Exception as e:  # the simulator itself failed
                 raise SimError(f"cocotb simulation failed: {e}\n{log.read_text()[-3000:] if log.is_file() else ''}") from None
             wall = time.perf_counter() - t0
@@ -205,7 +221,7 @@ def simulate(rtl: RTL, stream: Stream, *, engine: str = "batch", build_root: str
             resp = np.load(rp, allow_pickle=True)
             outs = {p.name: from_ints(resp[p.name].tolist(), p.width) for p in rtl.outputs}
             return outs, {"build_seconds": bsec, "sim_seconds": float(resp["seconds"]), "wall_seconds": wall,
-                          "cached_build": cached}
+                          "cached_build": cached, "cocotb_failed": failed}
     raise ValueError(f"unknown engine {engine!r}; use 'batch' or 'cocotb'")
 
 
@@ -234,8 +250,10 @@ def cosim(rtl_dir: str | Path, x_codes: np.ndarray, *, engine: str = "batch", bu
         exp = _expected(qm, part)
         total["emulate_seconds"] += time.perf_counter() - t0
         stream = make_stream(rtl, qm, part, bubble=bubble, thr_writes=thr_writes, seed=seed + c0)
-        outs, t = simulate(rtl, stream, engine=engine, build_root=build_root)
+        outs, t = simulate(rtl, stream, engine=engine, build_root=build_root, expected=exp)
         r = check(rtl, qm, stream, outs, exp)
+        if "cocotb_failed" in t:
+            total["cocotb_failed"] = total.get("cocotb_failed", 0) + int(t["cocotb_failed"])
         total["vectors"] += r["vectors"]
         total["vectors_checked"] += r["vectors_checked"]
         total["mismatches"] += r["mismatches"]
@@ -262,7 +280,8 @@ def _ok(r: dict[str, Any]) -> bool:
     """Bit-exact: no mismatching vector, out_valid exactly in_valid delayed by the reported latency, no trigger bit
     outside valid cycles, every vector seen."""
     return (r["mismatches"] == 0 and r["valid_errors"] == 0 and r["mismatch_fields"].get("trigger_when_invalid", 0) == 0
-            and r["latency_measured"] == r["latency_cycles"] and r["vectors_checked"] == r["vectors"])
+            and r["latency_measured"] == r["latency_cycles"] and r["vectors_checked"] == r["vectors"]
+            and r.get("cocotb_failed", 0) == 0)
 
 
 def _pad(stream: Stream, rows: int) -> Stream:

@@ -1,11 +1,12 @@
 """cocotb testbench for a generated trigger (run by sim.cosim through cocotb's Verilator runner).
 
 It replays a stimulus file cycle by cycle with the same convention as the batch harness (inputs applied while the
-clock is low, outputs read before the rising edge) and writes every output back; the comparison against the
-emulator and the latency / valid checks happen in sim.cosim, identically for both simulation paths.
+clock is low, outputs read before the rising edge) and writes every output back.
 
 Environment: L1AD_COSIM_STIM (an .npz of per-port Python-int object arrays), L1AD_COSIM_RESP (where to write the
-responses), L1AD_COSIM_OUTPUTS (comma-separated output port names).
+responses), L1AD_COSIM_OUTPUTS (comma-separated output port names), and optionally L1AD_COSIM_EXPECT (a pickle of
+the RTL folder, the stream and the emulator's result): then the test checks every output bit itself (the same
+checker as sim.cosim) and fails in cocotb's results on any difference.
 """
 from __future__ import annotations
 
@@ -45,3 +46,19 @@ async def replay(dut):
     dt = time.perf_counter() - t0
     np.savez(os.environ["L1AD_COSIM_RESP"], seconds=np.array(dt),
              **{p: np.array(v, dtype=object) for p, v in zip(outs, got)})
+    check_file = os.environ.get("L1AD_COSIM_EXPECT")
+    if check_file:  # self-checking: the same checker as the batch path, failing this cocotb test on any difference
+        import pickle
+
+        from sim.cosim import check, load_design
+        from sim.packing import from_ints
+
+        with open(check_file, "rb") as f:
+            job = pickle.load(f)
+        rtl, qm = load_design(job["rtl_dir"])
+        widths = {p.name: p.width for p in rtl.outputs}
+        r = check(rtl, qm, job["stream"], {p: from_ints(v, widths[p]) for p, v in zip(outs, got)}, job["expected"])
+        assert r["valid_errors"] == 0, f"out_valid is not in_valid delayed by {rtl.meta['latency_cycles']} cycles"
+        assert r["mismatches"] == 0, f"{r['mismatches']} vectors differ from the emulator: {r['details'][:3]}"
+        assert r["mismatch_fields"].get("trigger_when_invalid", 0) == 0, "trigger bits set without out_valid"
+        dut._log.info(f"bit-exact: {r['vectors']} vectors, latency {r['latency_measured']} cycles")

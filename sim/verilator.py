@@ -63,7 +63,7 @@ class RTL:
 
     @classmethod
     def load(cls, rtl_dir: str | Path) -> "RTL":
-        root = Path(rtl_dir)
+        root = Path(rtl_dir).resolve()  # absolute: Verilator's make runs in the build folder
         mp = root / "design.json"
         if not mp.is_file():
             raise FileNotFoundError(f"{root}: no design.json (write the RTL with `l1ad export verilog` / firmware.export_verilog)")
@@ -111,9 +111,9 @@ def lint(sources: Sequence[str | Path], top: str) -> list[str]:
 
 def _cache_root(rtl: RTL, build_root: str | Path | None) -> Path:
     if build_root is not None:
-        return Path(build_root)
+        return Path(build_root).resolve()
     env = os.environ.get("L1AD_SIM_CACHE")
-    return Path(env) if env else rtl.root / ".sim"
+    return Path(env).resolve() if env else rtl.root / ".sim"
 
 
 # ---------------------------------------------------------------------------------------------- batch harness
@@ -291,7 +291,7 @@ def bundle(rtls: Sequence[RTL], out_dir: str | Path, name: str = "l1ad_bundle") 
     tops = [r.top for r in rtls]
     if len(set(tops)) != len(tops):
         raise ValueError(f"bundled designs need distinct top names, got {tops}")
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     ports: list[Port] = []
     decl, inst = [], []

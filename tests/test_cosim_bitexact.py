@@ -55,6 +55,7 @@ def test_cocotb_testbench(small):
     assert r["latency_measured"] == r["latency_cycles"] == json.loads((d / "design.json").read_text())["latency_cycles"]
     assert r["threshold_writes"] == 4 and r["mismatch_fields"]["trigger_when_invalid"] == 0
     assert set(r["mismatch_fields"]) >= {"score", "trigger", "y_out"}
+    assert r["cocotb_failed"] == 0  # the self-checking cocotb test passed too
     assert r["ok"] and r["vectors_per_s"] > 0
 
 
@@ -77,18 +78,44 @@ def test_batch_100k_vectors_l1_autoencoder(ae8):
     assert 0 < e.trigger[:, 0].mean() < 1
 
 
-def test_cli_cosim_on_event_file(ae8, tmp_path):
+def test_cli_cosim_on_event_file(ae8, tmp_path, monkeypatch):
     from l1ad.cli import main
     from trigger.io import write_events
     from trigger.toy import toy_events
 
     d, q = ae8
     f = write_events(tmp_path / "zb.h5", toy_events(3000, seed=9))
-    rc = main(["cosim", str(d), "--data", str(f), "-n", "2500", "--random", "500", "--out", str(tmp_path / "c.json")])
+    monkeypatch.chdir(d.parent)  # a relative RTL folder (Verilator's make runs elsewhere)
+    rc = main(["cosim", d.name, "--data", str(f), "-n", "2500", "--random", "500", "--out", str(tmp_path / "c.json")])
     assert rc == 0
     rep = json.loads((tmp_path / "c.json").read_text())
     assert rep["ok"] and rep["mismatches"] == 0 and rep["data_events"] == 2500
     assert rep["vectors"] >= 3000 and rep["engine"] == "batch"
+
+
+def test_qkeras_model_directory_to_rtl(tmp_path):
+    """A QKeras model directory -> `l1ad export verilog` (through firmware.import_qkeras) -> bit-exact RTL."""
+    pytest.importorskip("qkeras")
+    from l1ad.cli import main
+    from sim.cosim import cosim, default_vectors
+    from trigger.l1units import hw_inputs
+    from trigger.modeldir import TrainedModel, save_model
+    from trigger.models import keras_nets as kn
+    from trigger.models.arch import ArchitectureConfig
+    from trigger.scaler import InputScaler
+    from trigger.toy import toy_events
+
+    scaler = InputScaler.fit(hw_inputs(toy_events(2000, seed=11).objects))
+    arch = ArchitectureConfig(name="small_ae", kind="ae", encoder=[8], latent=4, decoder=[8])
+    mdir = save_model(TrainedModel("qkeras", arch, scaler, kn.deployed(kn.build(arch, 2))), tmp_path / "model")
+    rtl = tmp_path / "rtl"
+    assert main(["export", "verilog", str(mdir), "--out", str(rtl), "--outputs"]) == 0
+    from firmware.ir import QModel
+
+    q = QModel.load(rtl / "qmodel.json")
+    assert [L.n_out for L in q.layers] == [8, 4, 8, 57] and q.score.kind == "mse"
+    r = cosim(rtl, default_vectors(q, 10_000, seed=6, data=_toy_codes(q, 10_000, seed=7)), engine="batch")
+    assert r["ok"] and r["mismatches"] == 0, r["details"]
 
 
 def test_checker_detects_wrong_rtl_and_wrong_latency(small, tmp_path):
@@ -106,6 +133,8 @@ def test_checker_detects_wrong_rtl_and_wrong_latency(small, tmp_path):
     x = default_vectors(q, 500, seed=3)
     r = cosim(bad, x, engine="batch", build_root=tmp_path / "b")
     assert not r["ok"] and r["mismatches"] > 0 and r["mismatch_fields"]["score"] > 0
+    r = cosim(bad, x[:200], engine="cocotb", build_root=tmp_path / "b")  # the cocotb test itself fails
+    assert not r["ok"] and r["cocotb_failed"] == 1 and r["mismatches"] > 0
     # a design that claims one cycle less than it has
     score_v.write_text(text)
     meta["latency_cycles"] -= 1
