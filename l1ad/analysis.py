@@ -81,29 +81,46 @@ def reach_table(rates: list[dict], signals: dict[str, dict], cfg: OfflineStageCo
                    "efficiency": eff, "background_events": b}
             for z in cfg.z_levels:
                 s = signal_for_z(z, b)
-                row[f"xsec_pb_{z:g}sigma"] = s / (lumi_pb * eff) if eff > 0 else None
+                row[f"xsec_pb_{z:g}sigma"] = s / (lumi_pb * eff) if eff > 0 and b > 0 else None
+            if b <= 0:
+                row["note"] = "no simulated background passes: the reach is not determined by this sample"
             rows.append(row)
     return rows
 
 
-def triggered_bumphunt(m: np.ndarray, w: np.ndarray, zb_rate_hz: float, cfg: OfflineStageConfig, out_png: Path) -> dict:
-    """Bump hunt of the triggered m_jj: pseudo-data ~ Poisson(weighted expectation for the luminosity)."""
+def triggered_bumphunt(m: np.ndarray, w: np.ndarray, kept_hz: float, cfg: OfflineStageConfig, out_png: Path) -> dict:
+    """Bump hunt of the triggered m_jj on pseudo-data.
+
+    The luminosity predicts kept_hz x live time events, but the simulated stream supports only its effective
+    count n_eff = (sum w)^2 / sum w^2: more pseudo-events than that would turn the simulation's own fluctuations
+    into bumps. So the pseudo-data are Poisson(min(expected, n_eff)) events drawn from the triggered m_jj with
+    probability proportional to the weights, and the summary says which limit applied.
+    """
     from offline.bumphunt import scan
     from offline.plots_stats import plot_bumphunt_scan
 
     lo, hi, nb = cfg.mjj_edges_gev
     edges = np.geomspace(lo, hi, int(nb) + 1)
-    keep = m > 0
-    expected, _ = np.histogram(m[keep], bins=edges, weights=w[keep] / w.sum() * zb_rate_hz * seconds_of_running(cfg)
-                               if w.sum() > 0 else None)
-    total = float(expected.sum())
-    if total < 100 or (expected > 0).sum() < 10:
-        return {"skipped": f"too few triggered events with m_jj in [{lo:g}, {hi:g}] GeV (expected {total:.3g})"}
+    keep = (m >= lo) & (m < hi) & (w > 0)
+    if keep.sum() < 2:
+        return {"skipped": f"fewer than two triggered events with m_jj in [{lo:g}, {hi:g}] GeV"}
+    mk, wk = m[keep], w[keep]
+    frac_in = float(wk.sum() / w.sum())
+    expected = kept_hz * frac_in * seconds_of_running(cfg)
+    n_eff = float(wk.sum() ** 2 / (wk ** 2).sum())
+    n_mean = min(expected, n_eff)
+    if n_mean < 200:
+        return {"skipped": f"the simulated triggered stream supports only {n_eff:.0f} effective events in "
+                           f"[{lo:g}, {hi:g}] GeV (200 needed for a bump hunt)", "expected_events": expected, "n_eff": n_eff}
     rng = np.random.default_rng(cfg.seed)
-    observed = rng.poisson(expected).astype(float)
-    res = scan(observed, edges, config=cfg.bumphunt)
+    n = rng.poisson(n_mean)
+    pseudo = rng.choice(mk, size=n, replace=True, p=wk / wk.sum())
+    observed, _ = np.histogram(pseudo, bins=edges)
+    res = scan(observed.astype(float), edges, config=cfg.bumphunt)
     plot_bumphunt_scan(res, out_png)
-    return {"expected_events": total, "t_max": float(res.t_max), "best_window_gev": [res.best["m_lo"], res.best["m_hi"]],
+    return {"expected_events": expected, "n_eff": n_eff, "pseudo_events": int(n),
+            "limited_by": "simulation statistics" if n_eff < expected else "luminosity",
+            "t_max": float(res.t_max), "best_window_gev": [res.best["m_lo"], res.best["m_hi"]],
             "local_z": float(math.sqrt(max(res.t_max, 0.0))), "global_p_toys": res.global_p_toys,
             "global_p_gv": res.global_p_gv, "plot": out_png.name}
 

@@ -271,7 +271,7 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
         tag = f"{target / 1e3:g}kHz"
         trig = zb.select(fired)
         entry = {"target_hz": target, "kept_hz": kept_hz, "triggered_events": int(fired.sum()),
-                 "bumphunt": triggered_bumphunt(trig.offline.get("mjj", np.zeros(len(trig))), trig.weight, zb_rate, ocfg,
+                 "bumphunt": triggered_bumphunt(trig.offline.get("mjj", np.zeros(len(trig))), trig.weight, kept_hz, ocfg,
                                                 work / f"bumphunt_{tag}.png"),
                  "nplm": nplm_quality(event_features(trig), trig.weight, ocfg, cfg.dask.scheduler, work / f"nplm_{tag}.png")}
         for s, b in trig_sigs.items():
