@@ -82,10 +82,6 @@ def _rq_const(code: int, src: FixedFormat, dst: FixedFormat) -> int:
     return int(requantize(np.array([int(code)], dtype=object), src, dst)[0][0])
 
 
-def _covering(lo: int, hi: int, frac: int) -> FixedFormat:
-    return FixedFormat.covering(min(lo, 0) if lo < 0 else lo, hi, frac)
-
-
 def _bus_in(m: Module, name: str, n: int, fmt: FixedFormat, lo: list[int], hi: list[int], what: str) -> list[Sig]:
     """Declare an input bus of n features of `fmt` and split it into one named wire per feature."""
     W = fmt.width
@@ -181,7 +177,7 @@ def _tree_sums(m: Module, prefix: str, terms: list[list[Term]], consts: list[int
     constant is one more leaf."""
     terms = [list(t) + ([Term(as_const(m, f"{prefix}{j}_k", c, frac, "constant term"))] if c else [])
              for j, (t, c) in enumerate(zip(terms, consts))]
-    roots, _ = adder_tree(m, prefix, terms, frac, pipe)
+    roots = adder_tree(m, prefix, terms, frac, pipe)
     neg = any(r is not None and r.sign < 0 for r in roots)  # every term negative: one negation
     live = pipe.before([r.sig if r is not None else as_const(m, f"{prefix}{j}_z", 0, frac) for j, r in enumerate(roots)], 1 if neg else 0)
     out = []
@@ -434,7 +430,7 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
                     tj.append(Term(Sig(nm, a.width, False, 0, a.hi, f2), k, 1))
             terms.append(tj)
         pipe.after(1)
-        roots, _ = adder_tree(m, "q", terms, f2, pipe)
+        roots = adder_tree(m, "q", terms, f2, pipe)
         for j, r in enumerate(roots):
             b = base[j]
             lo = 0 if b.lo <= 0 <= b.hi else min(b.lo * b.lo, b.hi * b.hi)

@@ -460,21 +460,16 @@ class Pipe:
 _PSUF = re.compile(r"_p\d+$")
 
 
-def adder_tree(m: Module, prefix: str, terms: list[list[Term]], frac: int, pipe: Pipe,
-               extra: list | None = None) -> tuple[list[Term | None], list]:
+def adder_tree(m: Module, prefix: str, terms: list[list[Term]], frac: int, pipe: Pipe) -> list[Term | None]:
     """Sum several independent term lists (one per output, codes at `frac`) in lock-step levels, so that
-    one register stage cuts all of them at the same depth. `extra` signals (side-band, e.g. masks) are carried
-    through the same registers. Returns one root Term per list (None for an empty list) and `extra`."""
+    one register stage cuts all of them at the same depth. Returns one root Term per list (None if empty)."""
     lists = [sorted(t, key=lambda x: (x.shift, x.sig.width, x.sig.name)) for t in terms]
-    extra = list(extra or [])
     level = 0
     while any(len(t) > 1 for t in lists):
         level += 1
-        flat = [x for t in lists for x in t] + extra
-        flat = pipe.before(flat, 1)
+        flat = pipe.before([x for t in lists for x in t], 1)
         it = iter(flat)
         lists = [[next(it) for _ in t] for t in lists]
-        extra = list(it)
         new_lists = []
         for j, (t, pairs) in enumerate(zip(lists, _pairing(lists))):
             last = len(t) == 2
@@ -485,7 +480,7 @@ def adder_tree(m: Module, prefix: str, terms: list[list[Term]], frac: int, pipe:
             new_lists.append(nxt)
         lists = new_lists
         pipe.after(1)
-    return [t[0] if t else None for t in lists], extra
+    return [t[0] if t else None for t in lists]
 
 
 def _pairing(lists: list[list[Term]]) -> list[list[tuple[int, int]]]:
@@ -529,14 +524,6 @@ def _pairing(lists: list[list[Term]]) -> list[list[tuple[int, int]]]:
         pairs += [(rest[q], rest[q + 1]) for q in range(0, 2 * (want - len(pairs)), 2)]
         out.append(pairs)
     return out
-
-
-def tree_depth(n: int) -> int:
-    d = 0
-    while n > 1:
-        n = (n + 1) // 2
-        d += 1
-    return d
 
 
 # ---------------------------------------------------------------------------------------------- requantisation
