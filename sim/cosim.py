@@ -205,8 +205,9 @@ def simulate(rtl: RTL, stream: Stream, *, engine: str = "batch", build_root: str
             try:
                 from cocotb.runner import get_results
 
-                xml = runner.test(hdl_toplevel=rtl.top, test_module="sim.tb_trigger", build_dir=str(bdir), test_dir=td,
-                                  extra_env=env, log_file=str(log))
+                xml = runner.test(hdl_toplevel=rtl.top, hdl_toplevel_lang="verilog",  # (a cached build has no sources)
+                                  test_module="sim.tb_trigger", build_dir=str(bdir), test_dir=td, extra_env=env,
+                                  log_file=str(log))
                 failed = get_results(Path(xml))[1]
             except SystemExit as e:  # cocotb's runner exits when a test fails (inside pytest)
                 m = re.search(r"Failed (\d+) of \d+ tests", str(e))

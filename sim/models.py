@@ -45,8 +45,8 @@ def random_qmodel(rng: np.random.Generator, *, n_in: int | None = None, hidden: 
     sizes = list(hidden) + ([n_in] if kind == "mse" else [])
     in_signed = bool(rng.integers(0, 2))
     w_in = int(rng.integers(4, 11))
-    fin = FixedFormat(w_in, w_in - int(rng.integers(0, 3)), in_signed)
-    offset = rng.integers(-3, 4, size=n_in) if rng.random() < 0.6 else np.zeros(n_in, dtype=np.int64)
+    fin = FixedFormat(w_in, w_in + int(rng.integers(-2, 3)), in_signed)  # fraction bits -2..2
+    offset = rng.integers(-3, 4, size=n_in) << max(0, -fin.frac) if rng.random() < 0.6 else np.zeros(n_in, dtype=np.int64)
     shift = rng.integers(-1, 4, size=n_in) if rng.random() < 0.7 else np.zeros(n_in, dtype=np.int64)
     inp = InputSpec(fin, offset, shift)
     sf = inp.scaled_format()
@@ -55,8 +55,9 @@ def random_qmodel(rng: np.random.Generator, *, n_in: int | None = None, hidden: 
     layers: list[DenseLayer] = []
     prev = n_in
     for li, n in enumerate(sizes):
-        wf = FixedFormat(int(rng.integers(2, 8)), int(rng.integers(0, 3)), True)
-        bf = FixedFormat(int(rng.integers(2, 10)), int(rng.integers(0, 6)), True)
+        ww, wb = int(rng.integers(2, 8)), int(rng.integers(2, 10))
+        wf = FixedFormat(ww, int(rng.integers(0, 3)) if rng.random() < 0.85 else ww + 1, True)  # some with F < 0
+        bf = FixedFormat(wb, int(rng.integers(0, 6)) if rng.random() < 0.85 else wb + 2, True)
         W = rng.integers(wf.min_code, wf.max_code + 1, size=(prev, n))
         W[rng.random(W.shape) < 0.2] = 0
         b = rng.integers(bf.min_code, bf.max_code + 1, size=n)

@@ -57,6 +57,8 @@ def test_cocotb_testbench(small):
     assert set(r["mismatch_fields"]) >= {"score", "trigger", "y_out"}
     assert r["cocotb_failed"] == 0  # the self-checking cocotb test passed too
     assert r["ok"] and r["vectors_per_s"] > 0
+    again = cosim(d, x[:300], engine="cocotb", seed=5)  # the cached build is reused
+    assert again["ok"] and again["build_seconds"] == 0
 
 
 def test_batch_100k_vectors_l1_autoencoder(ae8):
