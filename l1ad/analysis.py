@@ -122,7 +122,7 @@ def triggered_bumphunt(m: np.ndarray, w: np.ndarray, kept_hz: float, cfg: Offlin
             "limited_by": "simulation statistics" if n_eff < expected else "luminosity",
             "t_max": float(res.t_max), "best_window_gev": [res.best["m_lo"], res.best["m_hi"]],
             "local_z": float(math.sqrt(max(res.t_max, 0.0))), "global_p_toys": res.global_p_toys,
-            "global_p_gv": res.global_p_gv, "plot": out_png.name}
+            "global_p_asymptotic": res.global_p_asymptotic, "plot": out_png.name}
 
 
 def nplm_quality(x: np.ndarray, w: np.ndarray, cfg: OfflineStageConfig, scheduler: str | None, out_png: Path) -> dict:

@@ -76,7 +76,8 @@ def local_pvalue(t: np.ndarray | float) -> np.ndarray:
     """Asymptotic one-sided local p-value: P(chi2_1 > t)/2 for t > 0, 1 for t = 0 (NaN stays NaN)."""
     t = np.asarray(t, dtype=float)
     p = np.where(t > 0, 0.5 * stats.chi2.sf(np.maximum(t, 0), 1), 1.0)
-    return np.where(np.isnan(t), np.nan, p)
+    out = np.where(np.isnan(t), np.nan, p)
+    return out if out.ndim else out[()]
 
 
 # ---------------------------------------------------------------------------------------------- config

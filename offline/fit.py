@@ -8,7 +8,7 @@ so that steep spectra neither overflow nor underflow).
 
 The fit minimises the Poisson negative log-likelihood ``sum_b (mu_b - n_b ln mu_b)`` with p0 profiled
 analytically (``p0_hat = N / sum_b G_b``, i.e. a multinomial likelihood in the shape exponents), from several
-starting points (MIGRAD, HESSE errors). The exponents are strongly correlated (|rho| ~ 0.99 is typical); the
+starting points (MIGRAD, HESSE errors; it stops once two starts reach the same minimum). The exponents are strongly correlated (|rho| ~ 0.99 is typical); the
 profiled parameterisation keeps MIGRAD/HESSE well conditioned, and the p0 error follows by propagation
 (the fitted total is independent of the shape). The goodness of fit is the Poisson deviance ``2 sum (mu - n + n ln(n/mu))`` against
 chi2 with ``n_bins - n_params`` degrees of freedom.
@@ -158,7 +158,7 @@ def fit_dijet(counts: np.ndarray, edges: np.ndarray, *, sqrt_s: float = SQRT_S, 
 
     names = [f"p{i}" for i in range(1, n_params)]
     starts = [np.asarray(start, dtype=float)] if start is not None else [np.array([a, b] + [0.0] * (n_exp - 2)) for a, b in _STARTS]
-    best = None
+    best, agree = None, 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for s0 in starts:
@@ -171,8 +171,16 @@ def fit_dijet(counts: np.ndarray, edges: np.ndarray, *, sqrt_s: float = SQRT_S, 
                 mi.migrad(ncall=20000)
             except (RuntimeError, FloatingPointError):
                 continue
-            if np.isfinite(mi.fval) and (best is None or mi.fval < best.fval - 1e-9):
-                best = mi
+            if not np.isfinite(mi.fval):
+                continue
+            if best is None or mi.fval < best.fval - 1e-4:
+                best, agree = mi, 1
+            elif mi.fval < best.fval + 1e-4:
+                agree += 1
+                if mi.fval < best.fval:
+                    best = mi
+            if agree >= 2 and mi.valid:  # two starting points reached the same minimum: stop early
+                break
     if best is None:
         raise RuntimeError("dijet fit failed from every starting point")
     with warnings.catch_warnings():

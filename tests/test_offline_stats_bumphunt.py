@@ -217,17 +217,21 @@ def test_upcrossings_and_gross_vitells_formula():
     assert lee.toy_global_pvalue(5.0, np.array([1.0, 6.0, 5.0, 2.0])) == pytest.approx(3 / 5)
 
 
-def _lee_agreement(widths, n_toys, seed, u):
+def _lee_agreement(widths, n_toys, seed, u, figure=None):
     edges = np.linspace(1500, 4000, 201)
     mu = falling_spectrum(edges, 5e6)
     n = np.random.default_rng(seed).poisson(mu)
     r = scan(n, edges, widths=widths, background=mu, n_toys=n_toys, n_lee_toys=500, seed=seed)
+    if figure is not None:
+        from offline.plots_stats import plot_global_pvalue
+
+        assert plot_global_pvalue(r, figure, u_max=18.0).stat().st_size > 1000
     return r.global_p_curve(np.asarray(u, dtype=float))
 
 
-def test_gross_vitells_agrees_with_toys_in_a_1d_scan():
+def test_gross_vitells_agrees_with_toys_in_a_1d_scan(tmp_path):
     # levels where the global p-value is small (the regime of the approximation): p_toys ~ 0.15 ... 0.02
-    c = _lee_agreement((7,), 6000, 3, (10.0, 12.0, 14.0))
+    c = _lee_agreement((7,), 6000, 3, (10.0, 12.0, 14.0), figure=tmp_path / "lee_gv.png")
     toys, gv = c["toys"], c["gross_vitells"]
     # GV is conservative on a binned (rough) scan; measured ratios 1.0-1.4 (see offline/lee.py)
     assert np.all(gv / toys > 0.8) and np.all(gv / toys < 1.7), (toys, gv)
