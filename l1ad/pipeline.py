@@ -243,7 +243,7 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
     import firmware
     from trigger.l1units import hw_inputs
 
-    from .analysis import as_dict, event_features, nplm_quality, reach_table, triggered_bumphunt
+    from .analysis import as_dict, dijet_bumphunt, event_features, nplm_quality, reach_table, triggered_bumphunt
 
     cfg: L1adConfig = ctx.config
     ocfg = cfg.offline
@@ -258,6 +258,8 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
     if res_name in files:
         trig_sigs[res_name] = _read(files[res_name])
     bits_sig = {s: firmware.emulate(q, hw_inputs(b.objects)).trigger for s, b in trig_sigs.items()}
+    qcd = _read(files["qcd_dijet"]) if "qcd_dijet" in files else None
+    bits_qcd = firmware.emulate(q, hw_inputs(qcd.objects)).trigger if qcd is not None else None
     lo, hi = ocfg.resonance_window_gev
     in_window = (zb.offline.get("mJJ", np.zeros(len(zb))) >= lo) & (zb.offline.get("mJJ", np.zeros(len(zb))) < hi)
     per_rate, rates_rows = [], []
@@ -274,6 +276,12 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
                  "bumphunt": triggered_bumphunt(trig.offline.get("mjj", np.zeros(len(trig))), trig.weight, kept_hz, ocfg,
                                                 work / f"bumphunt_{tag}.png"),
                  "nplm": nplm_quality(event_features(trig), trig.weight, ocfg, cfg.dask.scheduler, work / f"nplm_{tag}.png")}
+        if qcd is not None and res_name in trig_sigs:
+            fq, fs = bits_qcd[:, k], bits_sig[res_name][:, k]
+            sig_b = trig_sigs[res_name]
+            entry["dijet_bumphunt"] = dijet_bumphunt(
+                qcd.offline.get("mJJ", np.zeros(len(qcd)))[fq], qcd.weight[fq],
+                sig_b.offline.get("mJJ", np.zeros(len(sig_b)))[fs], sig_b.weight[fs], ocfg, work / f"dijet_bumphunt_{tag}.png")
         for s, b in trig_sigs.items():
             f = bits_sig[s][:, k]
             eff = float(b.weight[f].sum() / b.weight.sum()) if b.weight.sum() > 0 else 0.0
