@@ -69,6 +69,22 @@ def test_pipelining_is_configurable(ae):
     assert slow.meta["latency_ns"] == pytest.approx(2 * generate(ae, VerilogConfig()).meta["latency_ns"], rel=1e-6)
 
 
+def _register_bits(design) -> int:
+    return sum(int(w) + 1 for t in design.files.values() for w in re.findall(r"^\s*reg\s+\[(\d+):0\]", t, re.M)) + \
+        sum(len(re.findall(r"^\s*reg\s+[A-Za-z_]", t, re.M)) for t in design.files.values())
+
+
+def test_register_planning_keeps_latency_and_saves_flipflops():
+    from firmware.verilog.generator import _generate
+
+    q = l1_autoencoder((8,), seed=3)
+    cfg = VerilogConfig(levels_per_stage=3)
+    greedy, planned = _generate(q, cfg, None), generate(q, cfg)
+    assert planned.latency_cycles == greedy.latency_cycles
+    assert planned.meta["max_levels_per_stage"] <= 3
+    assert _register_bits(planned) < _register_bits(greedy)
+
+
 def test_config_validation():
     with pytest.raises(ValidationError):
         VerilogConfig(top="9bad name")

@@ -28,7 +28,7 @@ import numpy as np
 from firmware.fixed import FixedFormat, requantize
 
 from .config import BX_NS, VerilogConfig
-from .rtl import (Module, Pipe, Sig, Term, add_const, add_terms, adder_tree, as_const, bits_for, combine, csd, ext,
+from .rtl import (Module, Pipe, Planner, Sig, Term, add_const, add_terms, adder_tree, as_const, bits_for, combine, csd, ext,
                   finish, finish_levels, requant, requant_levels, round_offset)
 
 GENERATOR_VERSION = 1
@@ -115,7 +115,7 @@ def _header(qm: Any, what: str, cfg: VerilogConfig) -> list[str]:
 # ---------------------------------------------------------------------------------------------- blocks
 
 
-def _input_block(qm: Any, cfg: VerilogConfig, name: str, depth0: int = 0) -> Block:
+def _input_block(qm: Any, cfg: VerilogConfig, name: str, depth0: int = 0, planner: Planner | None = None) -> Block:
     inp = qm.input
     fin, xqf = inp.format, qm.input_quantizer
     n = qm.n_inputs
@@ -125,7 +125,7 @@ def _input_block(qm: Any, cfg: VerilogConfig, name: str, depth0: int = 0) -> Blo
                + [f"Raw input format {fin}; scaled (exact) {qm.scaled_format}; network input {xqf}.",
                   "pos[k] = (x[gate_k] > 0): the object-present bits of the AE mask." if gates else ""])
     xs = _bus_in(m, "x", n, fin, [fin.min_code] * n, [fin.max_code] * n, "raw hardware codes")
-    pipe = Pipe(m, cfg.levels_per_stage, depth0)
+    pipe = Pipe(m, cfg.levels_per_stage, depth0, planner)
     pos = []
     for k, g in enumerate(gates):
         x = xs[g]
@@ -139,13 +139,9 @@ def _input_block(qm: Any, cfg: VerilogConfig, name: str, depth0: int = 0) -> Blo
     fr = [int(qm.scaled_format.frac - int(lsh[j])) for j in range(n)]  # = f_in + shift_j: (x - sub) needs no shift
     live = pipe.before(xs + pos, max(requant_levels(replace(x, frac=f), xqf, plus=-int(b)) for x, f, b in zip(xs, fr, sub)))
     xs, pos = live[:n], live[n:]
-    xq, lv = [], 0
-    for j in range(n):
-        x = replace(xs[j], frac=fr[j])
-        q, l2 = requant(m, f"xq{j}", x, xqf, f"input quantizer {xqf}", plus=-int(sub[j]))
-        xq.append(q)
-        lv = max(lv, l2)
-    pipe.after(lv)
+    xq = [requant(m, f"xq{j}", replace(xs[j], frac=fr[j]), xqf, f"input quantizer {xqf}", plus=-int(sub[j]))[0]
+          for j in range(n)]
+    pipe.after()
     out = _finish(m, pipe, xq + pos, cfg)
     xq, pos = out[:n], out[n:]
     _bus_out(m, "xq", xq, xqf, "network input")
@@ -187,7 +183,7 @@ def _tree_sums(m: Module, prefix: str, terms: list[list[Term]], consts: list[int
             continue
         v, _ = add_const(m, f"{prefix}{j}_sum", Term(sig, r.shift, r.sign), 0, frac, "exact sum")
         out.append(Sig(v.name, v.width, v.signed, v.lo, v.hi, frac))
-    pipe.after(1 if neg else 0)
+    pipe.after()
     return out
 
 
@@ -215,7 +211,7 @@ def _chain_sums(m: Module, prefix: str, chain: list[list[Sig]], consts: list[int
             v, _ = add_const(m, f"{prefix}{j}_c{i}", sm, 0, acc.frac)
             accs[j], _ = requant(m, f"{prefix}{j}_acc{i + 1}", Sig(v.name, v.width, v.signed, v.lo, v.hi, acc.frac), acc,
                                  f"(accum_t)(acc + t), step {i}")
-        pipe.after(step_lv)
+        pipe.after()
     return accs
 
 
@@ -236,12 +232,8 @@ def _convert_sums(m: Module, prefix: str, out: str, terms: list[list[Term]], con
     if fits and all(r is not None for r in ros):
         sums = _tree_sums(m, prefix, terms, [c + r[0] for c, r in zip(consts, ros)], frac, pipe)
         sums = pipe.before(sums, max(finish_levels(v.lo, v.hi, s, dst, relu, r[1]) for v, r in zip(sums, ros)))
-        ys, lv = [], 0
-        for j, (v, r) in enumerate(zip(sums, ros)):
-            y, l2 = finish(m, f"{out}{j}", v, s, dst, r[1], relu, f"{dst}")
-            ys.append(y)
-            lv = max(lv, l2)
-        pipe.after(lv)
+        ys = [finish(m, f"{out}{j}", v, s, dst, r[1], relu, f"{dst}")[0] for j, (v, r) in enumerate(zip(sums, ros))]
+        pipe.after()
         return ys
     sums = _tree_sums(m, prefix, terms, consts, frac, pipe)
     accs = [requant(m, f"{prefix}{j}_acc", v, acc, f"accumulator {acc}")[0] for j, v in enumerate(sums)]  # fits or wraps
@@ -253,17 +245,13 @@ def _convert(m: Module, out: str, accs: list[Sig], dst: FixedFormat, relu: bool,
     if not accs:
         return []
     accs = pipe.before(accs, max(requant_levels(a, dst, relu=relu) for a in accs))
-    ys, lv = [], 0
-    for j, a in enumerate(accs):
-        y, l2 = requant(m, f"{out}{j}", a, dst, f"{dst}", relu=relu)
-        ys.append(y)
-        lv = max(lv, l2)
-    pipe.after(lv)
+    ys = [requant(m, f"{out}{j}", a, dst, f"{dst}", relu=relu)[0] for j, a in enumerate(accs)]
+    pipe.after()
     return ys
 
 
 def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi: list[int], cfg: VerilogConfig,
-                 name: str, depth0: int = 0) -> Block:
+                 name: str, depth0: int = 0, planner: Planner | None = None) -> Block:
     L = qm.layers[li]
     wf, bf, acc, of = L.weight_format, L.bias_format, L.accum_format, L.output_format
     W = [[int(v) for v in row] for row in L.weights.tolist()]
@@ -274,7 +262,7 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
                + [f"input {in_fmt}; weights {wf}; bias {bf}; accumulator {acc}; output {of}.",
                   f"Products: {'CSD shift-adds in one adder tree per neuron' if cfg.multiplier == 'shiftadd' else 'constant multipliers'}."])
     xs = _bus_in(m, "x", L.n_in, in_fmt, in_lo, in_hi, "layer input")
-    pipe = Pipe(m, cfg.levels_per_stage, depth0)
+    pipe = Pipe(m, cfg.levels_per_stage, depth0, planner)
     # one adder tree when the sum is exact (the IR's analysis: every partial sum fits the accumulator) or wraps
     # (a wrapping accumulator with LSB <= the exact LSB: the hls4ml order gives the exact sum modulo 2^W)
     tree = qm.layer_exact(li) or (acc.overflow == "WRAP" and acc.frac >= fa)
@@ -297,7 +285,7 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
                         terms[j] += _const_mult_terms(xs[i], w, fa - fp)
                     else:
                         terms[j].append(Term(_product(m, f"p{i}_{j}", xs[i], w, fp), fa - fp, 1))
-            pipe.after(cfg.mult_levels)
+            pipe.after()
         consts = [B[j] << (fa - bf.frac) for j in range(L.n_out)]
         outs = _convert_sums(m, "n", "y", terms, consts, fa, acc, of, relu, pipe, exact=qm.layer_exact(li))
     else:
@@ -319,7 +307,7 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
                         r = add_terms(m, f"p{i}_{j}_{k}", r, t, fp)
                     s, _ = add_const(m, f"p{i}_{j}", r, 0, fp, f"x{i} * {w}")
                     prods[j].append(Sig(s.name, s.width, s.signed, s.lo, s.hi, fp))
-        pipe.after(pl)
+        pipe.after()
         it = iter(_convert(m, "t", [p for ps in prods for p in ps], acc, False, pipe))  # (accum_t) product
         conv = [[next(it) for _ in ps] for ps in prods]
         consts = [_rq_const(B[j], bf, acc) for j in range(L.n_out)]
@@ -333,7 +321,7 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
 
 
 def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi: list[int], y_lo: list[int],
-                 y_hi: list[int], gates: list[int], depth0: int = 0) -> Block:
+                 y_hi: list[int], gates: list[int], depth0: int = 0, planner: Planner | None = None) -> Block:
     sc = qm.score
     xf, of = qm.input_quantizer, qm.output_format
     sq_f, acc, sf = sc.square_format, sc.accum_format, sc.format
@@ -341,7 +329,7 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
     m = Module(name, _header(qm, f"Score block ({sc.kind}): " + (
         "sum_j m_j (xq_j - y_j)^2, m_j = object of feature j present" if sc.kind == "mse" else "sum_i y_i^2"), cfg)
         + [f"diff {sc.diff_format}; square {sq_f}; accumulator {acc}; score {sf}."])
-    pipe = Pipe(m, cfg.levels_per_stage, depth0)
+    pipe = Pipe(m, cfg.levels_per_stage, depth0, planner)
     ys = _bus_in(m, "y", n, of, y_lo, y_hi, "network output")
     pos: list[Sig] = []
     if sc.kind == "mse":
@@ -357,15 +345,11 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
             t = add_terms(m, f"d{j}_e", Term(xs[j], fd - xf.frac, 1), Term(ys[j], fd - of.frac, -1), fd)
             s, _ = add_const(m, f"d{j}_x", t, 0, fd, "xq - y, exact")
             ds.append(Sig(s.name, s.width, s.signed, s.lo, s.hi, fd))
-        pipe.after(1)
+        pipe.after()
         live = pipe.before(ds + pos, max(requant_levels(d, sc.diff_format) for d in ds))
         ds, pos = live[:n], live[n:]
-        base, lv = [], 0
-        for j in range(n):
-            q, l2 = requant(m, f"d{j}", ds[j], sc.diff_format, f"diff {sc.diff_format}")
-            base.append(q)
-            lv = max(lv, l2)
-        pipe.after(lv)
+        base = [requant(m, f"d{j}", ds[j], sc.diff_format, f"diff {sc.diff_format}")[0] for j in range(n)]
+        pipe.after()
         bfmt = sc.diff_format
     else:
         base, bfmt = ys, of
@@ -384,7 +368,7 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
             m.wire(f"g{j}", b.width, f"{p} ? {m.ref(b)} : {b.width}'d0", f"masked by pos{gate_idx[j]}")
             gb.append(Sig(f"g{j}", b.width, b.signed, min(b.lo, 0), max(b.hi, 0), b.frac))
         base = gb
-        pipe.after(1)
+        pipe.after()
     # squares (exact), then the square format
     f2 = 2 * bfmt.frac
     sqs: list[Sig] = []
@@ -401,10 +385,10 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
             e = ext(m, b, wc)
             m.wire(f"sq{j}", wc, f"$signed({e}) * $signed({e})", "square")
             sqs.append(Sig(f"sq{j}", wc, False, lo, hi, f2))
-        pipe.after(cfg.mult_levels)
+        pipe.after()
     else:
         # |b| then AND-array partial products summed in lock-step adder trees
-        base = pipe.before(base, 1)
+        base = pipe.before(base, 1 if any(b.lo < 0 for b in base) else 0)  # |b| where b can be negative
         mags = []
         for j, b in enumerate(base):
             if b.lo < 0:
@@ -415,7 +399,7 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
                 mags.append(Sig(f"m{j}", w, False, 0 if b.hi >= 0 else -b.hi, mh, b.frac))
             else:
                 mags.append(b)
-        pipe.after(1 if any(b.lo < 0 for b in base) else 0)
+        pipe.after()
         mags = pipe.before(mags, 1)
         terms = []
         for j, a in enumerate(mags):
@@ -429,7 +413,7 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
                     nm = m.wire(f"pp{j}_{k}", a.width, f"{{{a.width}{{{m.bit(a, k)}}}}} & {m.ref(a)}" if a.width > 1 else f"{m.bit(a, k)} & {m.ref(a)}")
                     tj.append(Term(Sig(nm, a.width, False, 0, a.hi, f2), k, 1))
             terms.append(tj)
-        pipe.after(1)
+        pipe.after()
         roots = adder_tree(m, "q", terms, f2, pipe)
         for j, r in enumerate(roots):
             b = base[j]
@@ -438,12 +422,8 @@ def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi
             s, _ = add_const(m, f"sq{j}", r, 0, f2, "square")
             sqs.append(Sig(s.name, s.width, s.signed, max(s.lo, lo), min(s.hi, hi), f2))
     live = pipe.before(sqs, max(requant_levels(q, sq_f) for q in sqs))
-    qs, lv = [], 0
-    for j, s in enumerate(live):
-        q, l2 = requant(m, f"q{j}", s, sq_f, f"square {sq_f}")
-        qs.append(q)
-        lv = max(lv, l2)
-    pipe.after(lv)
+    qs = [requant(m, f"q{j}", s, sq_f, f"square {sq_f}")[0] for j, s in enumerate(live)]
+    pipe.after()
     # sum in the accumulator format (exact / wrapping: a tree; otherwise the hls4ml order), then the score format
     tree = qm.score_analysis()["accum_ok"] or (acc.overflow == "WRAP" and acc.frac >= sq_f.frac)
     if tree:
@@ -491,12 +471,25 @@ endmodule
 
 
 def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
-    """Generate the RTL of a QModel in memory (see ``export_verilog`` to write it)."""
+    """Generate the RTL of a QModel in memory (see ``export_verilog`` to write it). With stages packed across
+    blocks (the default), a first pass records the pipeline steps and a second puts the registers where they
+    cost the fewest flip-flops for the same latency (rtl.Planner)."""
     cfg = config or VerilogConfig()
-    qm = qmodel
+    if cfg.levels_per_stage == 0 or cfg.register_blocks:
+        return _generate(qmodel, cfg, None)
+    planner = Planner()
+    greedy = _generate(qmodel, cfg, planner)
+    planner.plan(cfg.levels_per_stage)
+    design = _generate(qmodel, cfg, planner)
+    if design.latency_cycles != greedy.latency_cycles:  # the plan keeps the minimum number of stages
+        raise AssertionError(f"register planning changed the latency ({greedy.latency_cycles} -> {design.latency_cycles})")
+    return design
+
+
+def _generate(qm: Any, cfg: VerilogConfig, planner: Planner | None) -> Design:
     top = cfg.top
     blocks: list[Block] = []
-    inb = _input_block(qm, cfg, f"{top}_input")
+    inb = _input_block(qm, cfg, f"{top}_input", 0, planner)
     blocks.append(inb)
     carry = inb.extra["depth_out"]
     fmt, lo, hi = qm.input_quantizer, inb.out_lo, inb.out_hi
@@ -507,7 +500,7 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
         if bn in used or bn == f"{top}_input" or bn == f"{top}_score" or bn == f"{top}_delay":
             bn = f"{top}_layer{li}"
         used.add(bn)
-        b = _dense_block(qm, li, fmt, lo, hi, cfg, bn, carry)
+        b = _dense_block(qm, li, fmt, lo, hi, cfg, bn, carry, planner)
         carry = b.extra["depth_out"]
         layer_blocks.append(b)
         fmt, lo, hi = L.output_format, b.out_lo, b.out_hi
@@ -516,7 +509,7 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
     gates = inb.extra["gates"]
     sb = None
     if has_score:
-        sb = _score_block(qm, cfg, f"{top}_score", inb.out_lo, inb.out_hi, lo, hi, gates, carry)
+        sb = _score_block(qm, cfg, f"{top}_score", inb.out_lo, inb.out_hi, lo, hi, gates, carry, planner)
         blocks.append(sb)
     net_lat = sum(b.latency for b in layer_blocks)
     score_lat = sb.latency if sb else 0
