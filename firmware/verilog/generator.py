@@ -678,6 +678,8 @@ def _meta(qm: Any, cfg: VerilogConfig, top: str, blocks: list[Block], latency: i
         "within_budget": ns <= cfg.budget_ns,
         "max_levels_per_stage": depth,
         "est_fmax_mhz": round(est_fmax_mhz(depth), 1),
+        # the latency above assumes the target clock; with stages this deep, is it plausible (rough estimate)?
+        "clock_plausible": est_fmax_mhz(depth) >= cfg.clock_mhz,
         "latency_breakdown": ([{"block": "input register", "cycles": in_reg}] if in_reg else [])
         + [{"block": b.name, "cycles": b.latency, **b.extra} for b in blocks]
         + [{"block": "comparators + output register" if has_score else "output register", "cycles": 1}],
@@ -716,6 +718,7 @@ def latency_sweep(qmodel: Any, config: VerilogConfig | None = None, levels: tupl
         m = generate(qmodel, cfg.model_copy(update={"levels_per_stage": k})).meta
         rows.append({"levels_per_stage": k, "cycles": m["latency_cycles"], "ns": m["latency_ns"],
                      "fits_one_bx": m["fits_one_bx"], "fits_two_bx": m["fits_two_bx"],
+                     "clock_plausible": m["clock_plausible"],
                      "max_levels_per_stage": m["max_levels_per_stage"], "est_fmax_mhz": m["est_fmax_mhz"],
                      # the latency if the clock were the estimated f_max instead
                      "ns_at_est_fmax": round(m["latency_cycles"] * 1000.0 / m["est_fmax_mhz"], 2)})

@@ -112,16 +112,19 @@ def format_table(rep: dict[str, Any]) -> str:
             f"  two bunch crossings (50 ns):  {'fits' if lat['fits_two_bx'] else 'does not fit'}",
         ]
         lines.append(f"  deepest stage      {lat['max_levels_per_stage']} logic levels "
-                     f"(rough f_max estimate {lat['est_fmax_mhz']:.0f} MHz; no vendor timing)")
+                     f"(rough f_max estimate {lat['est_fmax_mhz']:.0f} MHz: {lat['clock_mhz']:g} MHz "
+                     f"{'plausible' if lat['clock_plausible'] else 'unlikely'}; no vendor timing)")
         for b in lat.get("breakdown", []):
             lines.append(f"      {b['block']:<40s} {b['cycles']:>3d} cycles")
         lines.append("")
     if rep.get("latency_sweep"):
         lines.append(f"  pipelining sweep at {lat['clock_mhz']:g} MHz (levels per stage -> latency; est. f_max):")
-        lines.append("      levels  cycles       ns   1 BX  2 BX   est f_max   ns at est f_max")
+        lines.append("      levels  cycles       ns   1 BX  2 BX   est f_max   ns at est f_max   (levels 0: registers only"
+                     " at the input and output)")
         for r in rep["latency_sweep"]:
             lines.append(f"      {r['levels_per_stage']:>6d}  {r['cycles']:>6d}  {r['ns']:>7.1f}   {'yes' if r['fits_one_bx'] else ' no'}"
-                         f"   {'yes' if r['fits_two_bx'] else ' no'}   {r['est_fmax_mhz']:>6.0f} MHz   {r['ns_at_est_fmax']:>8.1f}")
+                         f"   {'yes' if r['fits_two_bx'] else ' no'}   {r['est_fmax_mhz']:>6.0f} MHz   {r['ns_at_est_fmax']:>8.1f}"
+                         + ("" if r["clock_plausible"] else "   (target clock unlikely)"))
         lines.append("")
     if res:
         lines.append(f"  Yosys {rep.get('family', 'xcup')} synth_xilinx ({rep.get('seconds', 0):.0f} s):")
@@ -146,6 +149,7 @@ def write_report(out_dir: str | Path, design: Any, *, timeout: float | None = No
         "latency": {"cycles": meta["latency_cycles"], "clock_mhz": meta["clock_mhz"], "ns": meta["latency_ns"],
                     "fits_one_bx": meta["fits_one_bx"], "fits_two_bx": meta["fits_two_bx"],
                     "max_levels_per_stage": meta["max_levels_per_stage"], "est_fmax_mhz": meta["est_fmax_mhz"],
+                    "clock_plausible": meta["clock_plausible"],
                     "breakdown": meta["latency_breakdown"]},
         "config": meta["config"],
     }

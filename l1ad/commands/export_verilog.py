@@ -75,4 +75,5 @@ def verilog(model_dir: str, out_dir: str, report: bool, rates_json: str | None, 
     else:
         click.echo(f"latency {m['latency_cycles']} cycles = {m['latency_ns']:.2f} ns at {m['clock_mhz']:g} MHz; "
                    f"one BX (25 ns): {'fits' if m['fits_one_bx'] else 'no'}; two BX (50 ns): "
-                   f"{'fits' if m['fits_two_bx'] else 'no'}")
+                   f"{'fits' if m['fits_two_bx'] else 'no'}; deepest stage {m['max_levels_per_stage']} levels "
+                   f"(rough f_max {m['est_fmax_mhz']:.0f} MHz{'' if m['clock_plausible'] else ': target clock unlikely'})")
