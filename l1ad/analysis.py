@@ -34,7 +34,7 @@ class OfflineStageConfig(BaseModel):
     nplm: NPLMConfig = NPLMConfig(n_toys=20, max_centers=200)
     nplm_max_events: int = Field(3000, ge=50, description="events per side of the NPLM data-quality test")
     resonance_window_gev: tuple[float, float] = (3000.0, 4000.0)
-    mjj_dijet_edges_gev: tuple[float, float, int] = Field((1800.0, 6000.0, 28), description="m_JJ histogram of the dijet stream")
+    mjj_dijet_edges_gev: tuple[float, float, int] = Field((2800.0, 6000.0, 20), description="m_JJ histogram of the dijet stream, starting above the pT_J1 > 1.2 TeV turn-on")
     inject_s_over_b: float = Field(0.05, ge=0, description="injected resonance events / background events in the window")
     z_levels: tuple[float, ...] = (3.0, 5.0)
     seed: int = 0
