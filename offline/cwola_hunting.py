@@ -24,6 +24,7 @@ look-elsewhere correction (that is `sculpting_check`); the scan reports the Sida
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -241,16 +242,13 @@ def sculpting_check(make_background, cfg: HuntConfig = HuntConfig(), n_runs: int
     }
 
 
-def plot_hunt(result: HuntResult, path, *, title: str = "") -> "Path":
+def plot_hunt(result: HuntResult, path, *, title: str = "") -> Path:
     """Local significance per window and the selected spectrum of the best window with its fit."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from pathlib import Path
 
     import matplotlib.pyplot as plt
-
-    from trigger.atomic import atomic_path
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     c = [0.5 * (w.lo + w.hi) for w in result.windows]
@@ -262,14 +260,12 @@ def plot_hunt(result: HuntResult, path, *, title: str = "") -> "Path":
     e = result.edges
     mids = 0.5 * (e[1:] + e[:-1])
     a2.step(mids, result.all_counts, where="mid", label="all events")
-    a2.step(mids, result.selected_counts[i], where="mid", label=f"selected (best window)")
+    a2.step(mids, result.selected_counts[i], where="mid", label="selected (best window)")
     a2.axvspan(result.windows[i].lo, result.windows[i].hi, color="orange", alpha=0.2)
     a2.set_yscale("log")
     a2.set_xlabel("m_JJ [GeV]")
     a2.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    from trigger.atomic import save_figure
+
+    return save_figure(fig, path)

@@ -434,11 +434,8 @@ def plot_null(result: NPLMResult, path, *, title: str = "", t_signal: np.ndarray
     import matplotlib
 
     matplotlib.use("Agg")
-    from pathlib import Path
 
     import matplotlib.pyplot as plt
-
-    from trigger.atomic import atomic_path
 
     t = result.t_toys
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -455,11 +452,9 @@ def plot_null(result: NPLMResult, path, *, title: str = "", t_signal: np.ndarray
     ax.set_title(title or "NPLM null distribution", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    from trigger.atomic import save_figure
+
+    return save_figure(fig, path)
 
 
 test_statistic.__test__ = False  # not a pytest test, even when imported into a test module

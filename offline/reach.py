@@ -205,8 +205,6 @@ def plot_reach(result: dict, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from trigger.atomic import atomic_path
-
     sbs = np.asarray(result["s_over_b"])
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for r in result["rows"]:
@@ -219,8 +217,6 @@ def plot_reach(result: dict, path) -> Path:
     ax.set_title(f"discovery reach ({result['n_bkg']:,} background events)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    from trigger.atomic import save_figure
+
+    return save_figure(fig, path)

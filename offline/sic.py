@@ -96,8 +96,6 @@ def plot_sic(curves: Mapping[str, Mapping[float, SICCurve]], path: str | Path, *
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from trigger.atomic import atomic_path
-
     sbs = sorted({sb for by_sb in curves.values() for sb in by_sb})
     fig, axes = plt.subplots(1, len(sbs), figsize=(4.6 * len(sbs), 4.0), squeeze=False)
     for ax, sb in zip(axes[0], sbs):
@@ -115,8 +113,6 @@ def plot_sic(curves: Mapping[str, Mapping[float, SICCurve]], path: str | Path, *
         ax.set_title(f"S/B = {100 * sb:.2g}% in SR" + (f" — {title}" if title else ""), fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    from trigger.atomic import save_figure
+
+    return save_figure(fig, path)

@@ -76,3 +76,14 @@ def content_hash(obj: Any, *, length: int = 16) -> str:
     """A stable hash of a JSON-serialisable object (sorted keys); used to key caches by configuration."""
     blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 120, **savefig_kw: Any) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None, **savefig_kw)
+    plt.close(fig)
+    return path
