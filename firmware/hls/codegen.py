@@ -46,6 +46,16 @@ class Ports:
     n_thresholds: int
 
 
+
+#: the globals hls4ml's nnet_helpers.h declares extern; every stand-alone C++ main or bridge must define them
+NNET_TRACE_GLOBALS = (
+    "namespace nnet {",
+    "bool trace_enabled = false;",
+    "std::map<std::string, void *> *trace_outputs = NULL;",
+    "size_t trace_type_size = sizeof(double);",
+    "} // namespace nnet",
+)
+
 def ports_of(q: QModel, project: str, net_in_type: str, net_out_type: str) -> Ports:
     return Ports(project, q.n_inputs, q.n_outputs, net_in_type, net_out_type, q.score is not None,
                  len(q.thresholds) if q.score is not None else 0)
@@ -378,11 +388,7 @@ def bridge_cpp(p: Ports) -> str:
         "#include <map>",
         "#include <string>",
         "",
-        "namespace nnet {",
-        "bool trace_enabled = false;",
-        "std::map<std::string, void *> *trace_outputs = NULL;",
-        "size_t trace_type_size = sizeof(double);",
-        "} // namespace nnet",
+        *NNET_TRACE_GLOBALS,
         "",
         'extern "C" {',
         "int l1ad_shape(int *n_in, int *n_out, int *has_score, int *n_thresholds) {",
@@ -435,11 +441,7 @@ def testbench_cpp(p: Ports) -> str:
         '#include "firmware/l1ad_io.h"',
         '#include "firmware/nnet_utils/nnet_helpers.h"',
         "",
-        "namespace nnet {",
-        "bool trace_enabled = false;",
-        "std::map<std::string, void *> *trace_outputs = NULL;",
-        "size_t trace_type_size = sizeof(double);",
-        "} // namespace nnet",
+        *NNET_TRACE_GLOBALS,
         "",
         "int main(int argc, char **argv) {",
         "    std::ifstream fin(\"tb_data/tb_input_features.dat\");",
