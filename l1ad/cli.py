@@ -17,6 +17,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "train": ("train", "Train the quantization-aware autoencoders (QKeras, Brevitas)."),
     "rates": ("rates", "Thresholds for target rates, efficiencies, ROC curves."),
     "export": ("export", "Export a trained model: the IR, hls4ml project, Verilog RTL."),
+    "score": ("score", "Trigger decisions of large event files with the bit-exact emulator, chunked on Dask."),
     "cosim": ("cosim", "Bit-exact RTL co-simulation with cocotb + Verilator."),
     "offline": ("offline", "Offline searches: bump hunt, conformal, two-sample, CWoLa, CATHODE, NPLM."),
     "run": ("run", "The end-to-end pipeline, from data to discovery reach."),

@@ -40,6 +40,7 @@ class DaskConfig(_Strict):
 
     scheduler: Optional[str] = Field(None, description="e.g. tcp://host:8786; None starts a local cluster")
     n_workers: Optional[int] = Field(None, ge=1, description="local cluster workers (None: one per core)")
+    chunk_size: int = Field(200_000, ge=1, description="events per task when a file is scored with the emulator")
 
 
 class ModelsConfig(_Strict):

@@ -1,0 +1,234 @@
+"""Benchmark: l1ad's Verilog generator against da4ml 0.6.0 (distributed arithmetic, the AXOL1TL v5 flow) on the
+same quantized network, both synthesized with the same Yosys script.
+
+da4ml needs numpy >= 2 (the main venv pins numpy 1.26 for QKeras), so it runs in the separate peers venv
+`.venv-peers` (created here on first use, never by the tests) in a subprocess that reads the network from a
+JSON file written here. The comparison is like for like:
+
+* The network is the deployed QModel of a run (default: `out/default/rates/qkeras/qmodel.json`, the trained
+  QKeras autoencoder; `--qmodel` picks another; without any, a random-weight AE of the default sizes).
+  da4ml rounds only TRN or half-up (RND); QKeras' quantized_relu rounds half-to-even (RND_CONV). Both sides
+  therefore get the same variant of the network with every RND_CONV replaced by RND, and the network only
+  (57 outputs, no score or comparators: da4ml's part of the design).
+* da4ml's traced function (`comb.predict`) is checked bit for bit against `firmware.emulate` of that variant
+  on the co-simulation vectors (edge, large and small codes); a mismatch is an error, not a footnote.
+* Both RTLs are synthesized with `firmware.verilog.synth_report` (Yosys `synth_xilinx -family xcup`, `stat`).
+* Latency: ours from the generator (levels per stage), da4ml's from its pipeliner (`latency_cutoff`), both in
+  cycles and ns at the same clock.
+
+    .venv/bin/python bench/bench_da4ml.py [--qmodel PATH] [--latency-cutoff 5] [--no-yosys] [--out out/bench/da4ml]
+
+Prints the LUT / FF / DSP / CARRY / latency table and the ratios l1ad : da4ml; writes `<out>/da4ml.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PEER_VENV = ROOT / ".venv-peers"
+PEER_PACKAGES = ["tensorflow-cpu==2.21.0", "nplm==0.0.6", "da4ml==0.6.0", "matplotlib", "scipy"]
+DEFAULT_QMODEL = ROOT / "out" / "default" / "rates" / "qkeras" / "qmodel.json"
+
+# Runs inside .venv-peers: trace the network with da4ml, check it, write its Verilog.
+PEER_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    from da4ml.trace import FixedVariableArrayInput, HWConfig, comb_trace
+    from da4ml.trace.ops import quantize
+    from da4ml.codegen import RTLModel
+
+    spec = json.load(open(sys.argv[1]))
+    vec = np.load(sys.argv[2])
+    out_dir, cutoff, period = sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+
+    def q(x, f):
+        return quantize(x, f["k"], f["i"], f["f"], overflow_mode=f["overflow"], round_mode=f["rounding"])
+
+    t0 = time.perf_counter()
+    inp = FixedVariableArrayInput((spec["n_in"],), hwconf=HWConfig(1, -1, -1))
+    x = q(inp, spec["input"])
+    s = (x - np.array(spec["offset"], dtype=np.float64)) * np.array([2.0 ** -s for s in spec["shift"]])
+    h = q(s, spec["xq"])
+    for L in spec["layers"]:
+        W = np.array(L["W"], dtype=np.float64)
+        h = h @ W + np.array(L["b"], dtype=np.float64)
+        h = q(h, L["out"])  # unsigned SAT output = relu, round, saturate (the IR's order)
+    comb = comb_trace(inp, h)
+    t_trace = time.perf_counter() - t0
+    y = comb.predict(vec["x"].astype(np.float64))
+    mism = int(np.sum(y != vec["y"]))
+    t0 = time.perf_counter()
+    model = RTLModel(comb, "da4ml_net", out_dir, flavor="verilog", latency_cutoff=cutoff, clock_period=period,
+                     print_latency=False)
+    model.write()
+    t_write = time.perf_counter() - t0
+    pipe = model._pipe
+    stages = len(pipe.solutions) if pipe is not None else 0
+    print(json.dumps({"mismatches": mism, "values": int(y.size), "trace_s": t_trace, "write_s": t_write,
+                      "stages": stages, "cost": float(getattr(comb, "cost", float("nan")))}))
+    """
+)
+
+
+def ensure_peer_venv() -> Path:
+    """Create .venv-peers with da4ml (and the nplm peer) if missing; return its python."""
+    py = PEER_VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    probe = subprocess.run([str(py), "-c", "import da4ml, sys; sys.exit(da4ml.__version__ != '0.6.0')"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        print(f"installing {' '.join(PEER_PACKAGES)} into {PEER_VENV} ...", flush=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
+    return py
+
+
+def _kif(fmt) -> dict:
+    """FixedFormat -> da4ml's (keep_negative, integer bits without sign, fraction bits) plus modes."""
+    k = int(fmt.signed)
+    return {"k": k, "i": fmt.integer - k, "f": fmt.width - fmt.integer, "rounding": fmt.rounding,
+            "overflow": fmt.overflow}
+
+
+def network_variant(qm):
+    """The network-only QModel with half-up rounding (RND) wherever the original rounds half-to-even."""
+    from firmware import QModel
+
+    d = json.loads(json.dumps(qm.to_dict()).replace("RND_CONV", "RND"))
+    d["score"], d["thresholds"], d["name"] = None, [], f"{qm.name}_net_rnd"
+    return QModel.from_dict(d)
+
+
+def peer_spec(net) -> dict:
+    """The network as plain numbers for the peer script (real-valued weights: exact binary fractions)."""
+    for i in range(len(net.layers)):
+        if not net.layer_exact(i):
+            raise SystemExit(f"layer {net.layers[i].name}: non-exact accumulator; the bench compares exact ones only")
+    for L in net.layers:
+        if L.activation not in ("relu", "linear"):
+            raise SystemExit(f"layer {L.name}: activation {L.activation} not mapped to da4ml here")
+        if L.activation == "relu" and L.output_format.signed:
+            raise SystemExit(f"layer {L.name}: relu into a signed format is not mapped to da4ml here")
+    return {
+        "n_in": net.n_inputs,
+        "input": _kif(net.input.format),
+        "offset": [int(v) for v in net.input.offset],
+        "shift": [int(v) for v in net.input.shift],
+        "xq": _kif(net.input_quantizer),
+        "layers": [{"name": L.name,
+                    "W": (np.asarray(L.weights, dtype=np.float64) * 2.0 ** -L.weight_format.frac).tolist(),
+                    "b": (np.asarray(L.bias, dtype=np.float64) * 2.0 ** -L.bias_format.frac).tolist(),
+                    "out": _kif(L.output_format)} for L in net.layers],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--qmodel", type=Path, default=None, help=f"QModel JSON (default {DEFAULT_QMODEL.relative_to(ROOT)})")
+    ap.add_argument("--latency-cutoff", type=float, default=5.0, help="da4ml pipeliner cutoff (its delay units)")
+    ap.add_argument("--levels", type=int, nargs="+", default=[3, 4],
+                    help="our logic levels per pipeline stage, one design each (3: the default; 4: da4ml's latency at cutoff 5)")
+    ap.add_argument("--clock-mhz", type=float, default=240.0)
+    ap.add_argument("--vectors", type=int, default=20_000)
+    ap.add_argument("--no-yosys", action="store_true")
+    ap.add_argument("--yosys-timeout", type=float, default=3600.0)
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "da4ml")
+    args = ap.parse_args()
+
+    from firmware import QModel, emulate
+    from firmware.verilog import VerilogConfig, export_verilog, synth_report
+    from sim.cosim import default_vectors
+    from sim.models import l1_autoencoder
+    from sim.verilator import lint
+
+    path = args.qmodel or (DEFAULT_QMODEL if DEFAULT_QMODEL.is_file() else None)
+    qm = QModel.load(path) if path else l1_autoencoder()
+    source = str(path.relative_to(ROOT) if path and path.is_relative_to(ROOT) else path) if path else "random-weight l1_autoencoder()"
+    net = network_variant(qm)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"network: {source} -> {net.name}: {net.n_inputs}-" + "-".join(str(L.n_out) for L in net.layers))
+
+    # ours, at each pipelining depth
+    ours = {}
+    for lv in args.levels:
+        ours_dir = args.out / f"l1ad_L{lv}"
+        cfg = VerilogConfig(top="l1ad_net", clock_mhz=args.clock_mhz, levels_per_stage=lv)
+        design = export_verilog(net, ours_dir, cfg)
+        sources = sorted(str(p) for p in ours_dir.glob("*.v"))
+        warn = lint(sources, cfg.top)
+        if warn:
+            raise SystemExit(f"our RTL is not lint-clean: {warn[:3]}")
+        ours[f"l1ad L{lv}"] = (sources, design.latency_cycles)
+
+    # the peer, on the same vectors, checked against our emulator
+    x = default_vectors(net, args.vectors, seed=0)
+    em = emulate(net, x)
+    y = em.outputs_int.astype(np.float64) * 2.0 ** -net.output_format.frac
+    spec_path, vec_path = args.out / "net_spec.json", args.out / "vectors.npz"
+    spec_path.write_text(json.dumps(peer_spec(net)))
+    np.savez(vec_path, x=x.astype(np.float64), y=y)
+    peer_py = ensure_peer_venv()
+    script = args.out / "peer_da4ml.py"
+    script.write_text(PEER_SCRIPT)
+    peer_dir = args.out / "da4ml"
+    t0 = time.perf_counter()
+    r = subprocess.run([str(peer_py), str(script), str(spec_path), str(vec_path), str(peer_dir),
+                        str(args.latency_cutoff), str(1000.0 / args.clock_mhz)], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if r.returncode != 0:
+        raise SystemExit(f"da4ml failed:\n{r.stderr[-3000:]}")
+    peer = json.loads(r.stdout.strip().splitlines()[-1])
+    peer["wall_s"] = time.perf_counter() - t0
+    if peer["mismatches"]:
+        raise SystemExit(f"da4ml's traced network differs from firmware.emulate on {peer['mismatches']} of "
+                         f"{peer['values']} output values: the two designs would not compute the same function")
+    print(f"da4ml trace + RTL: {peer['wall_s']:.1f} s; traced function vs firmware.emulate: 0 / {peer['values']} "
+          f"output values differ ({len(x)} vectors)")
+    peer_sources = sorted(str(p) for p in (peer_dir / "src").rglob("*.v"))
+    if not peer_sources:
+        raise SystemExit(f"no Verilog found under {peer_dir / 'src'}")
+    period = 1000.0 / args.clock_mhz
+    # da4ml's top registers its input, then every stage's output: stages + 1 clock edges from input to output
+    # (ours also registers the input: both count port to port)
+    rows = {name: {"latency_cycles": lat, "top": "l1ad_net", "sources": srcs} for name, (srcs, lat) in ours.items()}
+    rows["da4ml"] = {"latency_cycles": peer["stages"] + 1, "top": "da4ml_net", "sources": peer_sources}
+    for row in rows.values():
+        row["latency_ns"] = row["latency_cycles"] * period
+    if not args.no_yosys:
+        for name in rows:
+            srcs = rows[name]["sources"]
+            print(f"Yosys synth_xilinx -family xcup on {name} ({len(srcs)} files) ...", flush=True)
+            rep = synth_report(srcs, rows[name]["top"], log=args.out / f"yosys_{name}.log", timeout=args.yosys_timeout)
+            rows[name].update({k: rep["resources"].get(k) for k in ("LUT", "FF", "DSP", "CARRY", "SRL")})
+            rows[name]["yosys_s"] = rep["seconds"]
+    keys = ["LUT", "FF", "DSP", "CARRY", "latency_cycles", "latency_ns"] if not args.no_yosys else ["latency_cycles", "latency_ns"]
+    ratios = {name: {k: (rows[name][k] / rows["da4ml"][k] if rows["da4ml"].get(k) else None) for k in keys} for name in ours}
+    print(f"\n| {'':16} | " + " | ".join(f"{k:>14}" for k in keys) + " |")
+    for name, row in rows.items():
+        print(f"| {name:16} | " + " | ".join(f"{row.get(k, float('nan')):>14.6g}" for k in keys) + " |")
+    for name, rt in ratios.items():
+        print(f"| {name + ' / da4ml':16} | " + " | ".join(f"{rt[k]:>14.3f}" if rt[k] is not None else f"{'-':>14}" for k in keys) + " |")
+    for row in rows.values():
+        row["sources"] = len(row["sources"])
+    result = {"network": source, "variant": net.name, "vectors": int(len(x)), "bit_exact_values": peer["values"],
+              "da4ml_mismatches": peer["mismatches"], "clock_mhz": args.clock_mhz, "levels_per_stage": args.levels,
+              "latency_cutoff": args.latency_cutoff, "rows": rows, "ratios_l1ad_over_da4ml": ratios,
+              "peer_seconds": peer["wall_s"]}
+    (args.out / "da4ml.json").write_text(json.dumps(result, indent=2))
+    print(f"\nwritten: {args.out / 'da4ml.json'}")
+
+
+if __name__ == "__main__":
+    main()
