@@ -85,16 +85,36 @@ def cwola_cmd(events, n_bkg, s_over_b, signal_process, hunt, classifier, efficie
               help="Injected S/B values (repeatable).")
 @click.option("--methods", default="supervised,idealised,cathode,cwola_bdt,cwola_nn,tnt", show_default=True,
               help="Comma-separated methods of the SIC benchmark.")
+@click.option("--background", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Background event file with the dijet offline fields (e.g. the generator's qcd_dijet.h5) "
+                   "instead of the toy; needs --signal.")
+@click.option("--signal", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Signal event file (e.g. dijet_resonance.h5): split into injection, supervised and test events.")
 @click.option("--small", is_flag=True, help="CI-sized settings (tens of seconds).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/offline/sic", show_default=True)
-def cathode_cmd(n_bkg, s_over_b, methods, small, seed, out_dir) -> None:
-    """CATHODE and the weak-supervision SIC benchmark (all methods, several S/B): sic.png, sic_table.md/json."""
+def cathode_cmd(n_bkg, s_over_b, methods, background, signal, small, seed, out_dir) -> None:
+    """CATHODE and the weak-supervision SIC benchmark (all methods, several S/B): sic.png, sic_table.md/json.
+    On the LHCO-like toy by default, or on event files (--background and --signal, every event of each file
+    taken as background resp. signal)."""
+    from offline.dijet import DijetSample
     from offline.weak_study import SICStudyConfig, run_sic_study, small_config
 
+    if (background is None) != (signal is None):
+        raise click.UsageError("--background and --signal go together")
     over = {"s_over_b": tuple(s_over_b), "methods": tuple(m.strip() for m in methods.split(",") if m.strip()), "seed": seed}
     cfg = small_config(**over) if small else SICStudyConfig(n_bkg=n_bkg, **over)
-    r = run_sic_study(cfg, out_dir, log=click.echo)
+    samples = {}
+    if background is not None:
+        from trigger.io import read_events
+
+        for key, path in (("background", background), ("signal", signal)):
+            batch = read_events(path)
+            labels = tuple(batch.process_names) if key == "signal" else ()  # every event of the file is one class
+            samples[key] = DijetSample.from_batch(batch, signal_processes=labels, source=path)
+        click.echo(f"background {background}: {len(samples['background'])} events; signal {signal}: "
+                   f"{len(samples['signal'])} events")
+    r = run_sic_study(cfg, out_dir, log=click.echo, **samples)
     click.echo(r["table"])
     for f in r.get("files", []):
         click.echo(f)
