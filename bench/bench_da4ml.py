@@ -210,7 +210,7 @@ def main() -> None:
         for name in rows:
             srcs = rows[name]["sources"]
             print(f"Yosys synth_xilinx -family xcup on {name} ({len(srcs)} files) ...", flush=True)
-            rep = synth_report(srcs, rows[name]["top"], log=args.out / f"yosys_{name}.log", timeout=args.yosys_timeout)
+            rep = synth_report(srcs, rows[name]["top"], log=args.out / f"yosys_{name.replace(' ', '_')}.log", timeout=args.yosys_timeout)
             rows[name].update({k: rep["resources"].get(k) for k in ("LUT", "FF", "DSP", "CARRY", "SRL")})
             rows[name]["yosys_s"] = rep["seconds"]
     keys = ["LUT", "FF", "DSP", "CARRY", "latency_cycles", "latency_ns"] if not args.no_yosys else ["latency_cycles", "latency_ns"]
