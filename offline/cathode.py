@@ -57,7 +57,10 @@ class CathodeResult:
 
 
 def sample_sr_mjj(mjj_sr: np.ndarray, n: int, signal_region: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-    """m_JJ values for the generated background: a Gaussian KDE of the SR data, truncated to the SR."""
+    """m_JJ values for the generated background: a Gaussian KDE of the SR data, reflected at the SR edges.
+
+    Plain truncation would leave a deficit of about half the density within a bandwidth of each edge (no data
+    beyond it); reflecting the kernel mass that leaks out removes that boundary bias to first order."""
     from scipy.stats import gaussian_kde
 
     lo, hi = signal_region
@@ -65,6 +68,8 @@ def sample_sr_mjj(mjj_sr: np.ndarray, n: int, signal_region: tuple[float, float]
     out = np.empty(0)
     while out.size < n:
         m = kde.resample(2 * (n - out.size) + 16, seed=rng).ravel()
+        m = np.where(m < lo, 2 * lo - m, m)
+        m = np.where(m >= hi, 2 * hi - m, m)
         out = np.concatenate([out, m[(m >= lo) & (m < hi)]])
     return out[:n]
 
