@@ -406,6 +406,7 @@ class NPLMResult:
         return {
             "t_obs": self.t_obs, "n_toys": int(self.t_toys.size), "toy_median": float(np.median(self.t_toys)),
             "p_empirical": self.p_empirical, "z_empirical": self.z_empirical, "chi2_dof": self.chi2.dof,
+            "chi2_describes_toys": bool(self.chi2.ks_p >= 0.01),
             "chi2_ks_p": self.chi2.ks_p, "p_chi2": self.p_chi2, "z_chi2": self.z_chi2, "fit_seconds": self.fit.seconds,
         }
 
@@ -445,8 +446,11 @@ def plot_null(result: NPLMResult, path, *, title: str = "", t_signal: np.ndarray
     if t_signal is not None and len(t_signal):
         ax.hist(t_signal, bins=bins, density=True, alpha=0.5, label=f"with signal (n={len(t_signal)})")
     xs = np.linspace(max(bins[0], 1e-3), hi, 400)
-    ax.plot(xs, stats.chi2.pdf(xs, result.chi2.dof), "k-", label=f"chi2 fit: dof={result.chi2.dof:.1f}, KS p={result.chi2.ks_p:.2f}")
-    ax.axvline(result.t_obs, color="r", label=f"t_obs={result.t_obs:.1f} (Z={result.z_chi2:.1f})")
+    ok = result.chi2.ks_p >= 0.01  # the chi2 extrapolation is only quoted where the toys are chi2-like
+    ax.plot(xs, stats.chi2.pdf(xs, result.chi2.dof), "k-" if ok else "k:",
+            label=f"chi2 fit: dof={result.chi2.dof:.1f}, KS p={result.chi2.ks_p:.2g}" + ("" if ok else " (rejected)"))
+    z_txt = f"Z={result.z_chi2:.1f} from chi2" if ok else f"p={result.p_empirical:.2g} from toys"
+    ax.axvline(result.t_obs, color="r", label=f"t_obs={result.t_obs:.1f} ({z_txt})")
     ax.set_xlabel("t")
     ax.set_ylabel("density")
     ax.set_title(title or "NPLM null distribution", fontsize=10)
