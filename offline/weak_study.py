@@ -150,8 +150,12 @@ def run_sic_study(cfg: SICStudyConfig = SICStudyConfig(), out_dir: str | Path | 
         n_test_s = min(cfg.n_test_sig, len(s_sr_idx) // 3)
         test = DijetSample.concat([test_b, sig.select(s_sr_idx[:n_test_s])])
         sup_idx = s_sr_idx[n_test_s : n_test_s + len(s_sr_idx) // 3]
-        inj_pool = sig.select(np.concatenate([s_sr_idx[n_test_s + len(s_sr_idx) // 3 :], s_out_idx]))
-        inj_pool = inj_pool.shuffled(rng)
+        # the injected events keep the signal's own SR fraction eff_s in every prefix of the pool (test and
+        # supervised events came from the SR only, so a plain shuffle of the rest would under-fill the SR)
+        inj_sr, inj_out = s_sr_idx[n_test_s + len(s_sr_idx) // 3 :], s_out_idx
+        key = np.concatenate([(np.arange(len(inj_sr)) + 0.5) / max(eff_s, 1e-12),
+                              (np.arange(len(inj_out)) + 0.5) / max(1.0 - eff_s, 1e-12)])
+        inj_pool = sig.select(np.concatenate([inj_sr, inj_out])[np.argsort(key, kind="stable")])
         base_bkg = data_bkg
         sig_all = inj_pool
         cursor = {"b": 0, "s": 0}

@@ -27,9 +27,13 @@ def test_cli_nplm_needs_both_files(tmp_path, capsys):
     assert rc != 0
 
 
-def test_cli_cathode_sic_on_event_files(tmp_path):
-    """The SIC benchmark on event files (as the generator writes them), not the built-in toy."""
+def test_cli_cathode_sic_on_event_files(tmp_path, capsys):
+    """The SIC benchmark on event files (as the generator writes them), not the built-in toy; the injected signal
+    keeps its own signal-region fraction (so the nominal S/B is the S/B in the SR)."""
     import json
+    import re
+
+    from offline.dijet import signal_region_mask
 
     import numpy as np
 
@@ -45,6 +49,9 @@ def test_cli_cathode_sic_on_event_files(tmp_path):
     rc = main(["offline", "cathode", "--background", str(fb), "--signal", str(fs), "--small", "--s-over-b", "0.02",
                "--methods", "supervised,cwola_bdt", "--out", str(out)])
     assert rc == 0
+    n_sig, n_sr = map(int, re.search(r"(\d+) signal \((\d+) in SR\)", capsys.readouterr().out).groups())
+    eff_s = signal_region_mask(sig.mjj).mean()
+    assert n_sig > 20 and abs(n_sr - eff_s * n_sig) <= 1.5
     rows = {r["method"]: r for r in json.loads((out / "sic_table.json").read_text())["rows"]}
     assert set(rows) == {"supervised", "cwola_bdt"}
     assert rows["supervised"]["max_sic"] > 2.0  # a labelled classifier separates the toy signal well
