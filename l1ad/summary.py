@@ -61,6 +61,7 @@ def _offline_section(off: dict, out_dir: Path) -> Section:
     per_rate = off.get("per_rate", [])
     rows = []
     figs = [("Cross-section for 3σ / 5σ vs trigger rate", out_dir / "offline" / "reach_vs_rate.png")]
+    shown_dijet: list[dict] = []  # the dijet-stream hunt is often the same at every rate: draw each result once
     for r in per_rate:
         bh, dj, nq = r.get("bumphunt", {}), r.get("dijet_bumphunt", {}), r.get("nplm", {})
         dj_sig = dj.get("with_signal", {})
@@ -72,6 +73,11 @@ def _offline_section(off: dict, out_dir: Path) -> Section:
                      nq.get("skipped") or f"p {_p(nq.get('p_empirical'))} ({nq.get('n_toys')} toys)"])
         for key, cap in (("dijet_bumphunt", "dijet bump hunt"), ("nplm", "NPLM null test")):
             plot = (r.get(key) or {}).get("with_signal", {}).get("plot") if key == "dijet_bumphunt" else (r.get(key) or {}).get("plot")
+            if key == "dijet_bumphunt" and plot:
+                same = _without_plots(dj)
+                if same in shown_dijet:
+                    continue
+                shown_dijet.append(same)
             if plot:
                 figs.append((f"{cap}, {_fmt_rate(r['target_hz'])}", out_dir / "offline" / plot))
     reach = off.get("reach", [])
@@ -89,6 +95,13 @@ def _offline_section(off: dict, out_dir: Path) -> Section:
                               *[z.replace("xsec_pb_", "σ [pb] ") for z in zs]], reach_rows)],
         figs,
     )
+
+
+def _without_plots(d: Any) -> Any:
+    """A result dict with its plot file names removed (to compare results across rates)."""
+    if isinstance(d, dict):
+        return {k: _without_plots(v) for k, v in d.items() if k != "plot"}
+    return d
 
 
 def _fmt_rate(hz: Any) -> str:
