@@ -36,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PEER_VENV = ROOT / ".venv-peers"
-PEER_PACKAGES = ["tensorflow-cpu==2.21.0", "nplm==0.0.6", "da4ml==0.6.0", "matplotlib", "scipy"]
+from bench._peers import ensure_peer_venv  # noqa: E402
+
 DEFAULT_QMODEL = ROOT / "out" / "default" / "rates" / "qkeras" / "qmodel.json"
 
 # Runs inside .venv-peers: trace the network with da4ml, check it, write its Verilog.
@@ -80,19 +80,6 @@ PEER_SCRIPT = textwrap.dedent(
                       "stages": stages, "cost": float(getattr(comb, "cost", float("nan")))}))
     """
 )
-
-
-def ensure_peer_venv() -> Path:
-    """Create .venv-peers with da4ml (and the nplm peer) if missing; return its python."""
-    py = PEER_VENV / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-    probe = subprocess.run([str(py), "-c", "import da4ml, sys; sys.exit(da4ml.__version__ != '0.6.0')"],
-                           capture_output=True)
-    if probe.returncode != 0:
-        print(f"installing {' '.join(PEER_PACKAGES)} into {PEER_VENV} ...", flush=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
-    return py
 
 
 def _kif(fmt) -> dict:

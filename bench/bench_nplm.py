@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PEER_VENV = ROOT / ".venv-peers"
-PEER_PACKAGES = ["tensorflow-cpu==2.21.0", "nplm==0.0.6", "matplotlib", "scipy"]
+from bench._peers import ensure_peer_venv  # noqa: E402
+
 
 PEER_SCRIPT = textwrap.dedent(
     """
@@ -62,19 +62,6 @@ PEER_SCRIPT = textwrap.dedent(
     print("PEER_JSON " + json.dumps(out))
     """
 )
-
-
-def ensure_peer_venv(log=print) -> Path:
-    py = PEER_VENV / "bin" / "python"
-    stamp = PEER_VENV / ".peers-ok"
-    if stamp.exists() and py.exists():
-        return py
-    log(f"creating {PEER_VENV} ({' '.join(PEER_PACKAGES)}) ...")
-    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "-U", "pip"], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
-    stamp.write_text(" ".join(PEER_PACKAGES) + "\n")
-    return py
 
 
 def make_data(n_ref: int, n_data: int, n_sig: int, seed: int = 0) -> dict:
