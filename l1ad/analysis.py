@@ -165,18 +165,22 @@ def dijet_bumphunt(bkg_m: np.ndarray, bkg_w: np.ndarray, sig_m: np.ndarray, sig_
     return out
 
 
+def _halves(x: np.ndarray, w: np.ndarray, seed: int, max_events: int) -> tuple:
+    """One random split into (reference, data) halves of at most max_events each, each half's weights normalised
+    to the data size: (x_ref, x_data, w_ref, w_data)."""
+    idx = np.random.default_rng(seed).permutation(len(x))
+    ref, dat = idx[::2][:max_events], idx[1::2][:max_events]
+    return x[ref], x[dat], w[ref] / w[ref].sum() * len(dat), w[dat] / w[dat].sum() * len(dat)
+
+
 def half_split_t(seed: int, x: np.ndarray, w: np.ndarray, cfg_json: str, max_events: int) -> float:
-    """NPLM t of one random split of a weighted sample into reference and data halves, each half's weights
-    normalised to the data size. The observed split and the null toys are drawn the same way (module level, so
-    Dask can ship it to the workers)."""
+    """NPLM t of one random half-vs-half split (`_halves`) of a weighted sample: a permutation null toy
+    (module level, so Dask can ship it to the workers)."""
     from offline.nplm import NPLMConfig, fit
 
-    cfg = NPLMConfig.model_validate_json(cfg_json)
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(x))
-    ref, dat = idx[::2][:max_events], idx[1::2][:max_events]
-    wr, wd = w[ref] / w[ref].sum() * len(dat), w[dat] / w[dat].sum() * len(dat)
-    return float(fit(x[ref], x[dat], cfg, w_ref=wr, w_data=wd, n_expected=float(len(dat)), seed=seed).t)
+    xr, xd, wr, wd = _halves(x, w, seed, max_events)
+    return float(fit(xr, xd, NPLMConfig.model_validate_json(cfg_json), w_ref=wr, w_data=wd,
+                     n_expected=float(len(xd)), seed=seed).t)
 
 
 def nplm_quality(x: np.ndarray, w: np.ndarray, cfg: OfflineStageConfig, scheduler: str | None, out_png: Path) -> dict:
@@ -188,19 +192,14 @@ def nplm_quality(x: np.ndarray, w: np.ndarray, cfg: OfflineStageConfig, schedule
     from offline.nplm import nplm_test, plot_null
     from offline.toys_dask import map_toys
 
-    n_half = min(len(x) // 2, cfg.nplm_max_events)
-    if n_half < 50:
+    if min(len(x) // 2, cfg.nplm_max_events) < 50:
         return {"skipped": f"too few triggered events ({len(x)})"}
     x, w = np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64)
-    cfg_json = cfg.nplm.model_dump_json()
     seeds = [cfg.seed + 1000 + i for i in range(cfg.nplm.n_toys)]
     t_toys = np.array(map_toys(half_split_t, seeds, shared={"x": x, "w": w}, scheduler=scheduler,
-                               cfg_json=cfg_json, max_events=cfg.nplm_max_events))
-    rng = np.random.default_rng(cfg.seed + 1)
-    idx = rng.permutation(len(x))
-    ref, dat = idx[::2][: cfg.nplm_max_events], idx[1::2][: cfg.nplm_max_events]
-    wr, wd = w[ref] / w[ref].sum() * len(dat), w[dat] / w[dat].sum() * len(dat)
-    res = nplm_test(x[ref], x[dat], cfg.nplm, w_ref=wr, w_data=wd, n_expected=float(len(dat)), t_toys=t_toys)
+                               cfg_json=cfg.nplm.model_dump_json(), max_events=cfg.nplm_max_events))
+    xr, xd, wr, wd = _halves(x, w, cfg.seed + 1, cfg.nplm_max_events)
+    res = nplm_test(xr, xd, cfg.nplm, w_ref=wr, w_data=wd, n_expected=float(len(xd)), t_toys=t_toys)
     plot_null(res, out_png, title="triggered stream: half vs half (permutation null)")
     return {**{k: v for k, v in res.summary().items() if isinstance(v, (int, float, str))}, "plot": out_png.name,
             "null": "permutation"}

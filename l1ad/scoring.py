@@ -90,7 +90,7 @@ def score_file(qmodel: Any, path: str | Path, *, chunk_size: int = DEFAULT_CHUNK
     qd = qmodel.to_dict()
     t0 = time.perf_counter()
     if client is None and (scheduler == "sync" or len(ranges) <= 1):
-        parts = [score_chunk(qd, str(path), a, b) for a, b in _progress(ranges, progress, path)]
+        parts = [score_chunk(qd, str(path), a, b) for a, b in _progress(ranges, len(ranges), progress, path)]
     elif client is not None:
         parts = _run(client, qd, path, ranges, progress)
     else:
@@ -107,12 +107,14 @@ def score_file(qmodel: Any, path: str | Path, *, chunk_size: int = DEFAULT_CHUNK
                       meta={"qmodel": qmodel.name, "chunk_size": chunk_size, "scheduler": scheduler or "local"})
 
 
-def _progress(ranges: list, show: bool, path: Path):
-    if not show or len(ranges) <= 1:
-        return ranges
+def _progress(items, total: int, show: bool, path: Path):
+    """`items`, with a tqdm bar in chunks when there is more than one."""
+    if not show or total <= 1:
+        yield from items
+        return
     from tqdm import tqdm
 
-    return tqdm(ranges, desc=f"scoring {path.name}", unit="chunk")
+    yield from tqdm(items, total=total, desc=f"scoring {path.name}", unit="chunk")
 
 
 def _run(client: Any, qd: dict, path: Path, ranges: list[tuple[int, int]], progress: bool) -> list:
@@ -122,21 +124,9 @@ def _run(client: Any, qd: dict, path: Path, ranges: list[tuple[int, int]], progr
     futures = [client.submit(score_chunk, q_future, str(path), a, b, pure=False) for a, b in ranges]
     order = {f.key: i for i, f in enumerate(futures)}
     out: list = [None] * len(futures)
-    for fut in _iter_done(as_completed(futures), len(futures), progress, path):
+    for fut in _progress(as_completed(futures), len(futures), progress, path):
         out[order[fut.key]] = fut.result()
     return out
-
-
-def _iter_done(done, total: int, progress: bool, path: Path):
-    if not progress or total <= 1:
-        yield from done
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=total, desc=f"scoring {path.name}", unit="chunk") as bar:
-        for f in done:
-            yield f
-            bar.update(1)
 
 
 def write_scores(res: FileScores, out_path: str | Path) -> Path:

@@ -22,7 +22,6 @@ def command(qmodel_path, files, out_dir, chunk_size, scheduler, workers) -> None
     trigger bit per threshold for every event, chunk by chunk on Dask, never loading a file whole."""
     from firmware import QModel
     from trigger.atomic import write_json_atomic
-
     from trigger.io import count_events
 
     if chunk_size <= 0:
