@@ -93,7 +93,13 @@ def network_variant(qm):
     """The network-only QModel with half-up rounding (RND) wherever the original rounds half-to-even."""
     from firmware import QModel
 
-    d = json.loads(json.dumps(qm.to_dict()).replace("RND_CONV", "RND"))
+    def rnd(f):
+        return str(f.with_modes(rounding="RND") if f.rounding == "RND_CONV" else f)
+
+    fields = ("weight_format", "bias_format", "accum_format", "output_format")
+    v = qm.replace_formats(input_quantizer=rnd(qm.input_quantizer),
+                           **{L.name: {k: rnd(getattr(L, k)) for k in fields} for L in qm.layers})
+    d = v.to_dict()
     d["score"], d["thresholds"], d["name"] = None, [], f"{qm.name}_net_rnd"
     return QModel.from_dict(d)
 
