@@ -31,10 +31,10 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from offline.bumphunt import falling_spectrum, scan  # noqa: E402
-from offline.fit import fit_dijet  # noqa: E402
-from offline.plots_stats import plot_bumphunt_fit, plot_bumphunt_scan, plot_global_pvalue  # noqa: E402
-from trigger.atomic import write_json_atomic  # noqa: E402
+from l1ad.offline.bumphunt import falling_spectrum, scan  # noqa: E402
+from l1ad.offline.fit import fit_dijet  # noqa: E402
+from l1ad.offline.plots_stats import plot_bumphunt_fit, plot_bumphunt_scan, plot_global_pvalue  # noqa: E402
+from l1ad.trigger.atomic import write_json_atomic  # noqa: E402
 
 WIDTHS = (3, 5, 7, 9)
 

@@ -91,7 +91,7 @@ def _kif(fmt) -> dict:
 
 def network_variant(qm):
     """The network-only QModel with half-up rounding (RND) wherever the original rounds half-to-even."""
-    from firmware import QModel
+    from l1ad.firmware import QModel
 
     def rnd(f):
         return str(f.with_modes(rounding="RND") if f.rounding == "RND_CONV" else f)
@@ -140,11 +140,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "da4ml")
     args = ap.parse_args()
 
-    from firmware import QModel, emulate
-    from firmware.verilog import VerilogConfig, export_verilog, synth_report
-    from sim.cosim import default_vectors
-    from sim.models import l1_autoencoder
-    from sim.verilator import lint
+    from l1ad.firmware import QModel, emulate
+    from l1ad.firmware.verilog import VerilogConfig, export_verilog, synth_report
+    from l1ad.sim.cosim import default_vectors
+    from l1ad.sim.models import l1_autoencoder
+    from l1ad.sim.verilator import lint
 
     path = args.qmodel or (DEFAULT_QMODEL if DEFAULT_QMODEL.is_file() else None)
     qm = QModel.load(path) if path else l1_autoencoder()

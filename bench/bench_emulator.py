@@ -118,7 +118,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    import firmware as fw
+    import l1ad.firmware as fw
 
     model = build_model()
     qmodel = fw.import_qkeras(model, "ap_int<18>", scaler=Scaler, score="mse", thresholds=(1000, 10000))
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     print("(speed-up = runner time / emulator time on the same events, wall clock and CPU time of all threads;\n"
           " > 1 means the emulator is faster; mismatches = output values differing from the emulator bit for bit)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from trigger.atomic import write_json_atomic
+    from l1ad.trigger.atomic import write_json_atomic
 
     write_json_atomic(args.out, {"events": n, "model": list(SIZES), "results": results,
                                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}})

@@ -17,15 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from trigger.generation import GenerationConfig, generate  # noqa: E402
-from trigger.generation.processes import (  # noqa: E402
+from l1ad.trigger.generation import GenerationConfig, generate  # noqa: E402
+from l1ad.trigger.generation.processes import (  # noqa: E402
     SIGNALS,
     closure_process,
     pileup_pool_process,
     signal_process,
     zero_bias_processes,
 )
-from trigger.generation.runner import Chunk, _pool_arrays, run_chunk  # noqa: E402
+from l1ad.trigger.generation.runner import Chunk, _pool_arrays, run_chunk  # noqa: E402
 
 
 def speed_table(n_events: int) -> list[dict]:

@@ -33,15 +33,15 @@ def _rate(n: int, fn) -> tuple[float, object]:
 
 
 def main(n: int = 20_000) -> dict:
-    from firmware import emulate, import_qkeras
-    from firmware.hls import HLSConfig, export_hls
-    from firmware.hls.convert import apply_ir_precisions, convert
-    from firmware.hls.csim import CSim
-    from trigger.l1units import hw_inputs
-    from trigger.models import keras_nets as kn
-    from trigger.models.arch import ArchitectureConfig
-    from trigger.scaler import InputScaler
-    from trigger.toy import toy_events
+    from l1ad.firmware import emulate, import_qkeras
+    from l1ad.firmware.hls import HLSConfig, export_hls
+    from l1ad.firmware.hls.convert import apply_ir_precisions, convert
+    from l1ad.firmware.hls.csim import CSim
+    from l1ad.trigger.l1units import hw_inputs
+    from l1ad.trigger.models import keras_nets as kn
+    from l1ad.trigger.models.arch import ArchitectureConfig
+    from l1ad.trigger.scaler import InputScaler
+    from l1ad.trigger.toy import toy_events
 
     x = hw_inputs(toy_events(n, seed=1).objects)
     scaler = InputScaler.fit(x)

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     a = ap.parse_args(argv)
 
-    from offline import nplm
+    from l1ad.offline import nplm
 
     d = make_data(a.n_ref, a.n_data, a.n_sig)
     ours: dict = {}
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             report[f"ratio_peer_over_{label}"] = ps / s
             print(f"time ratio peer NN / ours {label}: {ps / s:.1f}x")
     if a.json:
-        from trigger.atomic import write_json_atomic
+        from l1ad.trigger.atomic import write_json_atomic
 
         write_json_atomic(a.json, report)
     return 0

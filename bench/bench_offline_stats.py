@@ -22,10 +22,10 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from offline import conformal, kde, nuisance, twosample  # noqa: E402
-from offline.plots_stats import (plot_conditional_rates, plot_loocv, plot_nuisance_fpr,  # noqa: E402
+from l1ad.offline import conformal, kde, nuisance, twosample  # noqa: E402
+from l1ad.offline.plots_stats import (plot_conditional_rates, plot_loocv, plot_nuisance_fpr,  # noqa: E402
                                  plot_pvalue_hist)
-from trigger.atomic import write_json_atomic  # noqa: E402
+from l1ad.trigger.atomic import write_json_atomic  # noqa: E402
 
 
 def main() -> None:

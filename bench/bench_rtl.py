@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def bench_one(name: str, q, out: Path, n_cocotb: int, n_batch: int, yosys: bool) -> dict:
-    from firmware.verilog import VerilogConfig, export_verilog
-    from firmware.verilog.yosys import write_report
-    from sim.cosim import cosim, default_vectors
+    from l1ad.firmware.verilog import VerilogConfig, export_verilog
+    from l1ad.firmware.verilog.yosys import write_report
+    from l1ad.sim.cosim import cosim, default_vectors
 
     rtl = out / name
     t0 = time.perf_counter()
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/bench/rtl.json")
     a = ap.parse_args(argv)
 
-    from sim.models import l1_autoencoder
+    from l1ad.sim.models import l1_autoencoder
 
     out = Path(a.out)
     work = out.parent / "rtl"

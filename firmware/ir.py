@@ -644,7 +644,7 @@ class QModel:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON document atomically; returns the path."""
-        from trigger.atomic import write_text_atomic
+        from l1ad.trigger.atomic import write_text_atomic
 
         return write_text_atomic(path, self.to_json() + "\n")
 

@@ -18,8 +18,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import optimize
 
-from offline.bumphunt import BumpHuntConfig
-from offline.nplm import NPLMConfig
+from l1ad.offline.bumphunt import BumpHuntConfig
+from l1ad.offline.nplm import NPLMConfig
 
 
 class OfflineStageConfig(BaseModel):
@@ -98,8 +98,8 @@ def triggered_bumphunt(m: np.ndarray, w: np.ndarray, kept_hz: float, cfg: Offlin
     into bumps. So the pseudo-data are Poisson(min(expected, n_eff)) events drawn from the triggered m_jj with
     probability proportional to the weights, and the summary says which limit applied.
     """
-    from offline.bumphunt import scan
-    from offline.plots_stats import plot_bumphunt_scan
+    from l1ad.offline.bumphunt import scan
+    from l1ad.offline.plots_stats import plot_bumphunt_scan
 
     lo, hi, nb = cfg.mjj_edges_gev
     edges = np.geomspace(lo, hi, int(nb) + 1)
@@ -132,8 +132,8 @@ def dijet_bumphunt(bkg_m: np.ndarray, bkg_w: np.ndarray, sig_m: np.ndarray, sig_
     """Bump hunt of the triggered dijet stream (QCD dijet background, LHCO-style resonance injected at
     `inject_s_over_b` in the resonance window): background-only and with-signal pseudo-data of the size the
     simulation supports (its effective count), drawn by weighted resampling."""
-    from offline.bumphunt import scan
-    from offline.plots_stats import plot_bumphunt_scan
+    from l1ad.offline.bumphunt import scan
+    from l1ad.offline.plots_stats import plot_bumphunt_scan
 
     lo, hi, nb = cfg.mjj_dijet_edges_gev
     edges = np.geomspace(lo, hi, int(nb) + 1)
@@ -176,7 +176,7 @@ def _halves(x: np.ndarray, w: np.ndarray, seed: int, max_events: int) -> tuple:
 def half_split_t(seed: int, x: np.ndarray, w: np.ndarray, cfg_json: str, max_events: int) -> float:
     """NPLM t of one random half-vs-half split (`_halves`) of a weighted sample: a permutation null toy
     (module level, so Dask can ship it to the workers)."""
-    from offline.nplm import NPLMConfig, fit
+    from l1ad.offline.nplm import NPLMConfig, fit
 
     xr, xd, wr, wd = _halves(x, w, seed, max_events)
     return float(fit(xr, xd, NPLMConfig.model_validate_json(cfg_json), w_ref=wr, w_data=wd,
@@ -189,8 +189,8 @@ def nplm_quality(x: np.ndarray, w: np.ndarray, cfg: OfflineStageConfig, schedule
     The null distribution comes from re-splitting the same events at random (a permutation test): the triggered
     stream is a weighted, stitched sample, and toys drawn as unweighted events from a weighted reference would
     not be distributed like the observed weighted split (their t sat an order of magnitude above it)."""
-    from offline.nplm import nplm_test, plot_null
-    from offline.toys_dask import map_toys
+    from l1ad.offline.nplm import nplm_test, plot_null
+    from l1ad.offline.toys_dask import map_toys
 
     if min(len(x) // 2, cfg.nplm_max_events) < 50:
         return {"skipped": f"too few triggered events ({len(x)})"}
@@ -207,7 +207,7 @@ def nplm_quality(x: np.ndarray, w: np.ndarray, cfg: OfflineStageConfig, schedule
 
 def event_features(batch) -> np.ndarray:
     """Per-event L1 features for the data-quality test: log leading-jet pT, log HT, log MET, object counts."""
-    from trigger.events import slot_rows
+    from l1ad.trigger.events import slot_rows
 
     jets = batch.objects[:, slot_rows("Jet"), 0]
     ht = jets.sum(axis=1)

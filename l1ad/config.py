@@ -7,24 +7,33 @@ trigger.models.arch.ArchitectureConfig, firmware.hls.config.HLSConfig, ...); thi
 from __future__ import annotations
 
 import copy
+from importlib import resources
 from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from firmware.hls.config import HLSConfig
-from firmware.verilog.config import VerilogConfig
+from l1ad.firmware.hls.config import HLSConfig
+from l1ad.firmware.verilog.config import VerilogConfig
 from l1ad.analysis import OfflineStageConfig
-from trigger.atomic import content_hash
-from trigger.generation.config import GenerationConfig
-from trigger.models.arch import ArchitectureConfig
-from trigger.rate_report import RatesConfig
-from trigger.train import TrainingConfig
+from l1ad.trigger.atomic import content_hash
+from l1ad.trigger.generation.config import GenerationConfig
+from l1ad.trigger.models.arch import ArchitectureConfig
+from l1ad.trigger.rate_report import RatesConfig
+from l1ad.trigger.train import TrainingConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-QUICK_OVERRIDES = CONFIG_DIR / "quick.yaml"
+#: the YAML files shipped with the package (the repository's configs/ folder, installed as ``l1ad.configs``)
+CONFIG_PACKAGE = "l1ad.configs"
+
+
+def builtin_config(name: str) -> str:
+    """The text of a built-in YAML file (``default.yaml``, ``quick.yaml``, ``arch_ae.yaml``...), read with
+    importlib.resources so it works from a wheel as from the source tree."""
+    res = resources.files(CONFIG_PACKAGE) / name
+    if not res.is_file():
+        raise ConfigError(f"built-in configuration {name!r} is missing from the installed package ({CONFIG_PACKAGE})")
+    return res.read_text()
 
 
 class ConfigError(ValueError):
@@ -90,11 +99,19 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such configuration file")
+def _read_yaml(path: Path | None, text: str | None = None, label: str | None = None) -> dict:
+    label = label or str(path)
+    if text is None:
+        assert path is not None
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such configuration file")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the configuration ({e})") from None
+    path = label  # type: ignore[assignment]
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -117,14 +134,15 @@ def format_validation_error(e: ValidationError, source: str) -> str:
 
 
 def load_config(path: str | Path | None = None, *, quick: bool = False, overrides: dict | None = None) -> L1adConfig:
-    """The built-in default, then the user's YAML file, then the quick overrides, then `overrides`."""
-    data = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {}
-    source = str(DEFAULT_CONFIG)
+    """The built-in default, then the quick overrides (``--quick``), then the user's YAML file (what the user
+    sets always wins), then `overrides`."""
+    data = _read_yaml(None, builtin_config("default.yaml"), "built-in configs/default.yaml")
+    source = "built-in configs/default.yaml"
+    if quick:
+        data = deep_merge(data, _read_yaml(None, builtin_config("quick.yaml"), "built-in configs/quick.yaml"))
     if path is not None:
         data = deep_merge(data, _read_yaml(Path(path)))
         source = str(path)
-    if quick:
-        data = deep_merge(data, _read_yaml(QUICK_OVERRIDES))
     if overrides:
         data = deep_merge(data, overrides)
     try:

@@ -1,7 +1,7 @@
 """Which exceptions are the user's (bad input, bad config) and get a one-line message instead of a traceback."""
 from __future__ import annotations
 
-from trigger.events import EventDataError
+from l1ad.trigger.events import EventDataError
 
 try:
     from pydantic import ValidationError

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from trigger.atomic import write_json_atomic
+from l1ad.trigger.atomic import write_json_atomic
 
 from .config import L1adConfig
 from .stages import Stage, StageContext
@@ -26,7 +26,7 @@ SCORE_FILE = "scores.npz"
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _read(path: Path):
-    from trigger.io import read_events
+    from l1ad.trigger.io import read_events
 
     return read_events(path)
 
@@ -48,7 +48,7 @@ def split_zero_bias(batch):
 
 def signal_names(ctx: StageContext) -> list[str]:
     """The ADC2021-style trigger signals present in the data stage."""
-    from trigger.generation import ADC_SIGNALS
+    from l1ad.trigger.generation import ADC_SIGNALS
 
     return [s for s in ADC_SIGNALS if s in _sample_files(ctx)]
 
@@ -56,13 +56,13 @@ def signal_names(ctx: StageContext) -> list[str]:
 # ---------------------------------------------------------------------------------------------- stages
 def stage_data(ctx: StageContext, work: Path) -> dict:
     """Generate (or take from the generator's cache) every sample."""
-    from trigger.generation import generate
+    from l1ad.trigger.generation import generate
 
     cfg: L1adConfig = ctx.config
     manifest = generate(cfg.data, work, scheduler=cfg.dask.scheduler, workers=cfg.dask.n_workers, log=ctx.log)
     out = {}
     for name, f in manifest["files"].items():
-        from trigger.io import describe
+        from l1ad.trigger.io import describe
 
         d = describe(work / f)
         out[name] = {"events": d["n_events"], "weight_sum": d["weight_sum"]}
@@ -71,7 +71,7 @@ def stage_data(ctx: StageContext, work: Path) -> dict:
 
 def stage_train(ctx: StageContext, work: Path) -> dict:
     """Train every configured front-end (and the float reference) on the even zero-bias events."""
-    from trigger.train import train_model
+    from l1ad.trigger.train import train_model
 
     cfg: L1adConfig = ctx.config
     train, _ = split_zero_bias(_read(_sample_files(ctx)[ZERO_BIAS]))
@@ -88,9 +88,9 @@ def stage_train(ctx: StageContext, work: Path) -> dict:
 def stage_firmware(ctx: StageContext, work: Path) -> dict:
     """Import each quantized front-end into the IR, emulate it bit-exactly on every sample, and compare
     the emulator's score with the framework's own (float-simulated) score."""
-    import firmware
-    from firmware.hls.frontends import qmodel_from_trained
-    from trigger.modeldir import load_model
+    import l1ad.firmware as firmware
+    from l1ad.firmware.hls.frontends import qmodel_from_trained
+    from l1ad.trigger.modeldir import load_model
 
     cfg: L1adConfig = ctx.config
     files = _sample_files(ctx)
@@ -125,10 +125,10 @@ def stage_firmware(ctx: StageContext, work: Path) -> dict:
 def stage_rates(ctx: StageContext, work: Path) -> dict:
     """Thresholds for each target rate on the emulator's integer scores of the held-out zero-bias half,
     the menu's pure rates, and each signal's efficiency, ROC and TPR at FPR 1e-5 (for every front-end)."""
-    import firmware
-    from trigger.rate_plots import write_plots
-    from trigger.rate_report import evaluate
-    from trigger.rates import RateStatisticsWarning
+    import l1ad.firmware as firmware
+    from l1ad.trigger.rate_plots import write_plots
+    from l1ad.trigger.rate_report import evaluate
+    from l1ad.trigger.rates import RateStatisticsWarning
 
     cfg: L1adConfig = ctx.config
     files = _sample_files(ctx)
@@ -170,11 +170,11 @@ def stage_hls(ctx: StageContext, work: Path) -> dict:
     import contextlib
     import io
 
-    import firmware
-    from firmware.hls import export_hls, verify_project
-    from firmware.hls.frontends import framework_agreement, qmodel_from_trained
-    from firmware.hls.vectors import make_vectors
-    from trigger.modeldir import load_model
+    import l1ad.firmware as firmware
+    from l1ad.firmware.hls import export_hls, verify_project
+    from l1ad.firmware.hls.frontends import framework_agreement, qmodel_from_trained
+    from l1ad.firmware.hls.vectors import make_vectors
+    from l1ad.trigger.modeldir import load_model
 
     cfg: L1adConfig = ctx.config
     fe = cfg.models.deploy
@@ -199,12 +199,12 @@ def stage_rtl(ctx: StageContext, work: Path) -> dict:
     edge and random vectors against the emulator bit for bit, and synthesize it with Yosys for the resources."""
     import json as _json
 
-    import firmware
-    from firmware.fixed import quantize_float
-    from firmware.verilog import export_verilog
-    from sim.cosim import cosim, default_vectors
-    from sim.verilator import lint
-    from trigger.l1units import hw_inputs
+    import l1ad.firmware as firmware
+    from l1ad.firmware.fixed import quantize_float
+    from l1ad.firmware.verilog import export_verilog
+    from l1ad.sim.cosim import cosim, default_vectors
+    from l1ad.sim.verilator import lint
+    from l1ad.trigger.l1units import hw_inputs
 
     cfg: L1adConfig = ctx.config
     fe = cfg.models.deploy
@@ -240,8 +240,8 @@ def stage_rtl(ctx: StageContext, work: Path) -> dict:
 def stage_offline(ctx: StageContext, work: Path) -> dict:
     """Per target rate: the triggered samples (emulator trigger bits), the m_jj bump hunt and the NPLM
     data-quality test of the triggered zero-bias stream, and the discovery reach per signal."""
-    import firmware
-    from trigger.l1units import hw_inputs
+    import l1ad.firmware as firmware
+    from l1ad.trigger.l1units import hw_inputs
 
     from .analysis import as_dict, dijet_bumphunt, event_features, nplm_quality, reach_table, triggered_bumphunt
     from .scoring import score_file
@@ -313,7 +313,7 @@ def _plot_reach(rows: list[dict], z_levels, path: Path) -> None:
     import matplotlib.pyplot as plt
     import mplhep as hep
 
-    from trigger.atomic import atomic_path
+    from l1ad.trigger.atomic import atomic_path
 
     plt.style.use(hep.style.CMS)
     fig, ax = plt.subplots()

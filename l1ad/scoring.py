@@ -43,7 +43,7 @@ class FileScores:
     @property
     def score(self) -> np.ndarray:
         """Real score values."""
-        from firmware.fixed import FixedFormat
+        from l1ad.firmware.fixed import FixedFormat
 
         return self.score_int.astype(np.float64) * 2.0 ** -FixedFormat.parse(self.score_format).frac
 
@@ -56,9 +56,9 @@ class FileScores:
 def score_chunk(qmodel_dict: dict, path: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One task: (score codes, trigger bits, weights) of events [start, stop) of `path` (module-level: pickled
     to the Dask workers with the QModel as a plain dict)."""
-    from firmware import QModel, emulate
-    from trigger.io import read_events
-    from trigger.l1units import hw_inputs
+    from l1ad.firmware import QModel, emulate
+    from l1ad.trigger.io import read_events
+    from l1ad.trigger.l1units import hw_inputs
 
     q = QModel.from_dict(qmodel_dict)
     batch = read_events(path, start=start, stop=stop)
@@ -77,8 +77,8 @@ def score_file(qmodel: Any, path: str | Path, *, chunk_size: int = DEFAULT_CHUNK
     """Score every event of `path` with the bit-exact emulator of `qmodel` (a QModel with a score block), chunk
     by chunk. scheduler: None = a local Dask cluster (only started when there is more than one chunk),
     "sync" = in this process, otherwise a scheduler address; or pass an existing `client`."""
-    from firmware import QModel
-    from trigger.io import count_events
+    from l1ad.firmware import QModel
+    from l1ad.trigger.io import count_events
 
     if not isinstance(qmodel, QModel):
         raise TypeError(f"score_file needs a firmware.QModel, got {type(qmodel).__name__}")
@@ -94,7 +94,7 @@ def score_file(qmodel: Any, path: str | Path, *, chunk_size: int = DEFAULT_CHUNK
     elif client is not None:
         parts = _run(client, qd, path, ranges, progress)
     else:
-        from offline.toys_dask import dask_client
+        from l1ad.offline.toys_dask import dask_client
 
         with dask_client(scheduler, n_workers=n_workers) as c:
             parts = _run(c, qd, path, ranges, progress)
@@ -133,7 +133,7 @@ def write_scores(res: FileScores, out_path: str | Path) -> Path:
     """Write the scores and trigger bits to HDF5 atomically (datasets score_int, score, trigger, weight)."""
     import h5py
 
-    from trigger.atomic import atomic_path
+    from l1ad.trigger.atomic import atomic_path
 
     out_path = Path(out_path)
     with atomic_path(out_path, suffix=".h5") as tmp:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from trigger.atomic import atomic_path, content_hash, write_json_atomic
+from l1ad.trigger.atomic import atomic_path, content_hash, write_json_atomic
 
 STAGE_FILE = "stage.json"
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from offline._stats_util import one_thread
-from trigger.events import EventBatch, slot_rows
+from l1ad.offline._stats_util import one_thread
+from l1ad.trigger.events import EventBatch, slot_rows
 
 __all__ = ["DBSCANOutlier", "GMMOutlier", "KMeansOutlier", "SUMMARY_FEATURES", "event_features", "make_baseline"]
 

@@ -36,8 +36,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy import special, stats
 
-from offline import lee
-from offline.fit import SQRT_S, DijetFit, fit_dijet
+from l1ad.offline import lee
+from l1ad.offline.fit import SQRT_S, DijetFit, fit_dijet
 
 __all__ = [
     "BumpHuntConfig",
@@ -440,7 +440,7 @@ def falling_spectrum(edges: np.ndarray, n_events: float, *, params: Sequence[flo
                      sqrt_s: float = SQRT_S, bump: tuple[float, float, float] | None = None) -> np.ndarray:
     """Expected counts of a dijet-function spectrum normalised to `n_events`, plus an optional Gaussian bump
     (mass, sigma, n_signal). A test and benchmark helper."""
-    from offline.fit import dijet_log_bin_integrals
+    from l1ad.offline.fit import dijet_log_bin_integrals
 
     e = np.asarray(edges, dtype=float)
     lg = dijet_log_bin_integrals(e, np.asarray(params[1:], dtype=float), sqrt_s)

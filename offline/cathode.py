@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from offline.classify import ClassifierConfig, KFoldResult
-from offline.cwola import train_two_samples, window_masks
-from offline.dijet import SIGNAL_REGION, DijetSample
-from offline.flows import ConditionalFlow, FlowConfig
+from l1ad.offline.classify import ClassifierConfig, KFoldResult
+from l1ad.offline.cwola import train_two_samples, window_masks
+from l1ad.offline.dijet import SIGNAL_REGION, DijetSample
+from l1ad.offline.flows import ConditionalFlow, FlowConfig
 
 
 class CathodeConfig(BaseModel):

@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from offline._stats_util import one_thread
+from l1ad.offline._stats_util import one_thread
 
 __all__ = ["ConditionalConformal", "ConformalConfig", "conditional_pvalues", "split_pvalues"]
 

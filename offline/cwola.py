@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from offline.classify import ClassifierConfig, KFoldResult, kfold_classify
-from offline.dijet import SIGNAL_REGION, DijetSample
+from l1ad.offline.classify import ClassifierConfig, KFoldResult, kfold_classify
+from l1ad.offline.dijet import SIGNAL_REGION, DijetSample
 
 
 class CWoLaConfig(BaseModel):

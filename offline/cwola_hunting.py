@@ -31,10 +31,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from offline.bumphunt import local_pvalue, profile_t
-from offline.classify import ClassifierConfig, kfold_classify
-from offline.dijet import DijetSample
-from offline.fit import fit_dijet
+from l1ad.offline.bumphunt import local_pvalue, profile_t
+from l1ad.offline.classify import ClassifierConfig, kfold_classify
+from l1ad.offline.dijet import DijetSample
+from l1ad.offline.fit import fit_dijet
 
 
 class HuntConfig(BaseModel):
@@ -266,6 +266,6 @@ def plot_hunt(result: HuntResult, path, *, title: str = "") -> Path:
     a2.set_xlabel("m_JJ [GeV]")
     a2.legend(fontsize=8)
     fig.tight_layout()
-    from trigger.atomic import save_figure
+    from l1ad.trigger.atomic import save_figure
 
     return save_figure(fig, path)

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from trigger.events import EventBatch, EventDataError, N_FEATURES, N_OBJECTS
+from l1ad.trigger.events import EventBatch, EventDataError, N_FEATURES, N_OBJECTS
 
 FEATURE_NAMES = ("mJ1", "dmJ", "tau21_J1", "tau21_J2")
 #: default LHCO R&D signal region in m_JJ (GeV)

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from offline._threads import DEFAULT_THREADS, limited_threads
+from l1ad.offline._threads import DEFAULT_THREADS, limited_threads
 
 
 class FlowConfig(BaseModel):

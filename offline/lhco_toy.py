@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import ndtr
 
-from offline.dijet import SIGNAL_REGION, DijetSample
+from l1ad.offline.dijet import SIGNAL_REGION, DijetSample
 
 SQRT_S = 13000.0
 

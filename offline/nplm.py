@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from offline._threads import DEFAULT_THREADS, limited_threads
+from l1ad.offline._threads import DEFAULT_THREADS, limited_threads
 
 
 # ---------------------------------------------------------------------- the statistic alone
@@ -347,7 +347,7 @@ def null_toys(X_ref: np.ndarray, cfg: NPLMConfig = NPLMConfig(), *, n_expected: 
               n_toys: int | None = None, seed: int = 1000, scheduler: str | None = None, n_workers: int | None = None,
               client=None) -> np.ndarray:
     """t under H0 for `n_toys` toys drawn from the reference (see `toy_task`), on Dask."""
-    from offline.toys_dask import map_toys
+    from l1ad.offline.toys_dask import map_toys
 
     n = cfg.n_toys if n_toys is None else n_toys
     shared = {"X_ref": np.asarray(X_ref, dtype=np.float64)}
@@ -456,7 +456,7 @@ def plot_null(result: NPLMResult, path, *, title: str = "", t_signal: np.ndarray
     ax.set_title(title or "NPLM null distribution", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    from trigger.atomic import save_figure
+    from l1ad.trigger.atomic import save_figure
 
     return save_figure(fig, path)
 

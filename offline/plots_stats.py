@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from trigger.atomic import atomic_path
+from l1ad.trigger.atomic import atomic_path
 
 __all__ = [
     "plot_bumphunt_fit",

@@ -30,12 +30,12 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from offline import lhco_toy, nplm
-from offline.nplm import NPLMConfig
-from offline.cathode import CathodeConfig, run_cathode
-from offline.classify import ClassifierConfig
-from offline.cwola_hunting import HuntConfig, hunt_window, score_all, selected_window_test, window_index, window_test
-from offline.dijet import DijetSample
+from l1ad.offline import lhco_toy, nplm
+from l1ad.offline.nplm import NPLMConfig
+from l1ad.offline.cathode import CathodeConfig, run_cathode
+from l1ad.offline.classify import ClassifierConfig
+from l1ad.offline.cwola_hunting import HuntConfig, hunt_window, score_all, selected_window_test, window_index, window_test
+from l1ad.offline.dijet import DijetSample
 
 ALL_METHODS = ("bumphunt", "cwola_hunt", "cathode", "nplm")
 
@@ -61,7 +61,7 @@ class ReachConfig(BaseModel):
 
 def small_config(**over) -> ReachConfig:
     """CI-sized: 60k background, two S/B points, one toy, tiny classifiers and flow."""
-    from offline.flows import FlowConfig
+    from l1ad.offline.flows import FlowConfig
 
     clf = ClassifierConfig(n_folds=3, n_ensemble=1, max_iter=50)
     base = dict(
@@ -179,7 +179,7 @@ def run_reach(cfg: ReachConfig = ReachConfig(), out_dir: str | Path | None = Non
         result["nplm_null"] = {"dof": state["nplm"].chi2.dof, "ks_p": state["nplm"].chi2.ks_p,
                                "t": state["nplm"].t_null.tolist()}
     if out_dir is not None:
-        from trigger.atomic import write_json_atomic, write_text_atomic
+        from l1ad.trigger.atomic import write_json_atomic, write_text_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -217,6 +217,6 @@ def plot_reach(result: dict, path) -> Path:
     ax.set_title(f"discovery reach ({result['n_bkg']:,} background events)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from trigger.atomic import save_figure
+    from l1ad.trigger.atomic import save_figure
 
     return save_figure(fig, path)

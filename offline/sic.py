@@ -113,6 +113,6 @@ def plot_sic(curves: Mapping[str, Mapping[float, SICCurve]], path: str | Path, *
         ax.set_title(f"S/B = {100 * sb:.2g}% in SR" + (f" — {title}" if title else ""), fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    from trigger.atomic import save_figure
+    from l1ad.trigger.atomic import save_figure
 
     return save_figure(fig, path)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offline.classify import ClassifierConfig, Ensemble, KFoldResult, fit_ensemble
-from offline.cwola import train_two_samples
+from l1ad.offline.classify import ClassifierConfig, Ensemble, KFoldResult, fit_ensemble
+from l1ad.offline.cwola import train_two_samples
 
 
 def idealised(X_data_sr: np.ndarray, X_template: np.ndarray, cfg: ClassifierConfig = ClassifierConfig()) -> KFoldResult:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from offline._threads import DEFAULT_THREADS, limited_threads
-from offline.classify import ClassifierConfig, KFoldResult, kfold_classify
-from offline.cwola import window_masks
-from offline.dijet import SIGNAL_REGION, DijetSample
+from l1ad.offline._threads import DEFAULT_THREADS, limited_threads
+from l1ad.offline.classify import ClassifierConfig, KFoldResult, kfold_classify
+from l1ad.offline.cwola import window_masks
+from l1ad.offline.dijet import SIGNAL_REGION, DijetSample
 
 
 class AEConfig(BaseModel):

@@ -17,7 +17,7 @@ import contextlib
 import os
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from offline._threads import DEFAULT_THREADS
+from l1ad.offline._threads import DEFAULT_THREADS
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from offline._stats_util import one_thread
+from l1ad.offline._stats_util import one_thread
 
 __all__ = ["TESTS", "TwoSampleConfig", "TwoSampleResult", "permutation_pvalue", "statistic", "test"]
 

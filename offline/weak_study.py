@@ -25,14 +25,14 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from offline import lhco_toy
-from offline.cathode import CathodeConfig, run_cathode
-from offline.classify import ClassifierConfig
-from offline.cwola import CWoLaConfig, train_cwola
-from offline.dijet import DijetSample, signal_region_mask
-from offline.sic import SICCurve, format_sic_table, plot_sic, sic_curve, sic_table
-from offline.supervised import idealised, supervised
-from offline.tnt import TNTConfig, train_tnt
+from l1ad.offline import lhco_toy
+from l1ad.offline.cathode import CathodeConfig, run_cathode
+from l1ad.offline.classify import ClassifierConfig
+from l1ad.offline.cwola import CWoLaConfig, train_cwola
+from l1ad.offline.dijet import DijetSample, signal_region_mask
+from l1ad.offline.sic import SICCurve, format_sic_table, plot_sic, sic_curve, sic_table
+from l1ad.offline.supervised import idealised, supervised
+from l1ad.offline.tnt import TNTConfig, train_tnt
 
 ALL_METHODS = ("supervised", "idealised", "cathode", "cwola_bdt", "cwola_nn", "tnt")
 
@@ -61,7 +61,7 @@ class SICStudyConfig(BaseModel):
 
 def small_config(**over) -> SICStudyConfig:
     """A CI-sized study (tens of seconds): few events, small ensembles, short flow training."""
-    from offline.flows import FlowConfig
+    from l1ad.offline.flows import FlowConfig
 
     clf = ClassifierConfig(n_folds=3, n_ensemble=1, max_iter=60)
     base = dict(
@@ -193,7 +193,7 @@ def run_sic_study(cfg: SICStudyConfig = SICStudyConfig(), out_dir: str | Path | 
     table = format_sic_table(rows)
     result = {"curves": curves, "rows": rows, "timings": timings, "table": table}
     if out_dir is not None:
-        from trigger.atomic import write_json_atomic, write_text_atomic
+        from l1ad.trigger.atomic import write_json_atomic, write_text_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

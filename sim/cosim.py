@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.fixed import FixedFormat
+from l1ad.firmware.fixed import FixedFormat
 
 from .packing import from_ints, pack, to_ints, unpack
 from .verilator import RTL, SimError, build_batch, build_cocotb
@@ -50,7 +50,7 @@ class Stream:
 
 def load_design(rtl_dir: str | Path) -> tuple[RTL, Any]:
     """The RTL description and the QModel it was generated from (qmodel.json next to the Verilog)."""
-    from firmware.ir import QModel
+    from l1ad.firmware.ir import QModel
 
     rtl = RTL.load(rtl_dir)
     qp = Path(rtl_dir) / "qmodel.json"
@@ -172,7 +172,7 @@ def check(rtl: RTL, qm: Any, stream: Stream, outputs: dict[str, np.ndarray], exp
 
 
 def _expected(qm: Any, x_codes: np.ndarray) -> Any:
-    from firmware.emulator import emulate
+    from l1ad.firmware.emulator import emulate
 
     fin = qm.input.format
     return emulate(qm, fin.to_float(np.asarray(x_codes, dtype=np.int64)), strict=True)
@@ -206,7 +206,7 @@ def simulate(rtl: RTL, stream: Stream, *, engine: str = "batch", build_root: str
                 from cocotb.runner import get_results
 
                 xml = runner.test(hdl_toplevel=rtl.top, hdl_toplevel_lang="verilog",  # (a cached build has no sources)
-                                  test_module="sim.tb_trigger", build_dir=str(bdir), test_dir=td, extra_env=env,
+                                  test_module="l1ad.sim.tb_trigger", build_dir=str(bdir), test_dir=td, extra_env=env,
                                   log_file=str(log))
                 failed = get_results(Path(xml))[1]
             except SystemExit as e:  # cocotb's runner exits when a test fails (inside pytest)
@@ -350,12 +350,12 @@ def default_vectors(qm: Any, n_random: int, *, seed: int = 0, data: np.ndarray |
 def events_to_codes(qm: Any, path: str | Path, n: int | None = None) -> np.ndarray:
     """Raw input codes of the first n events of an event file: trigger.l1units.hw_inputs, then the QModel's input
     format (exactly as the emulator converts them)."""
-    from trigger.io import read_events
-    from trigger.l1units import hw_inputs
+    from l1ad.trigger.io import read_events
+    from l1ad.trigger.l1units import hw_inputs
 
     batch = read_events(path, stop=n)
     x = hw_inputs(batch.objects)
-    from firmware.fixed import quantize_float
+    from l1ad.firmware.fixed import quantize_float
 
     codes, _, _ = quantize_float(x, qm.input.format)
     return np.asarray(codes, dtype=np.int64)

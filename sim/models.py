@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from firmware.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
-from firmware.ir import DenseLayer, InputSpec, QModel, ScoreSpec, default_gate
+from l1ad.firmware.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
+from l1ad.firmware.ir import DenseLayer, InputSpec, QModel, ScoreSpec, default_gate
 
 
 def _fit_fmt(rng: np.random.Generator, lo: int, hi: int, frac: int, *, signed: bool | None = None, slack=(-3, 1),

@@ -50,8 +50,8 @@ async def replay(dut):
     if check_file:  # self-checking: the same checker as the batch path, failing this cocotb test on any difference
         import pickle
 
-        from sim.cosim import check, load_design
-        from sim.packing import from_ints
+        from l1ad.sim.cosim import check, load_design
+        from l1ad.sim.packing import from_ints
 
         with open(check_file, "rb") as f:
             job = pickle.load(f)

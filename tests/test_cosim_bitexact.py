@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from firmware.verilog import VerilogConfig, export_verilog
-from sim.models import l1_autoencoder, random_qmodel
+from l1ad.firmware.verilog import VerilogConfig, export_verilog
+from l1ad.sim.models import l1_autoencoder, random_qmodel
 
 pytestmark = [pytest.mark.verilator,
               pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")]
@@ -18,9 +18,9 @@ pytestmark = [pytest.mark.verilator,
 
 def _toy_codes(q, n, seed):
     """Zero-bias-like and signal-like toy events as raw input codes of the model."""
-    from firmware.fixed import quantize_float
-    from trigger.l1units import hw_inputs
-    from trigger.toy import toy_events
+    from l1ad.firmware.fixed import quantize_float
+    from l1ad.trigger.l1units import hw_inputs
+    from l1ad.trigger.toy import toy_events
 
     parts = [toy_events(n // 2, seed=seed), toy_events(n - n // 2, signal=True, seed=seed + 1)]
     return np.concatenate([quantize_float(hw_inputs(b.objects), q.input.format)[0] for b in parts]).astype(np.int64)
@@ -45,7 +45,7 @@ def ae8(tmp_path_factory):
 
 
 def test_cocotb_testbench(small):
-    from sim.cosim import cosim, default_vectors
+    from l1ad.sim.cosim import cosim, default_vectors
 
     d, q = small
     x = default_vectors(q, 4000, seed=1)
@@ -64,7 +64,7 @@ def test_cocotb_testbench(small):
 def test_batch_100k_vectors_l1_autoencoder(ae8):
     """The default CI check: >= 100k vectors (edge cases, toy zero-bias and signal events, random full-range
     codes), one per clock with bubbles, every output bit compared."""
-    from sim.cosim import cosim, default_vectors
+    from l1ad.sim.cosim import cosim, default_vectors
 
     d, q = ae8
     x = default_vectors(q, 60_000, seed=2, data=_toy_codes(q, 40_000, seed=5))
@@ -74,7 +74,7 @@ def test_batch_100k_vectors_l1_autoencoder(ae8):
     assert r["vectors_checked"] == len(x) and r["latency_measured"] == r["latency_cycles"]
     assert r["ok"]
     # the stream really exercised the triggers and the mask
-    from firmware.emulator import emulate
+    from l1ad.firmware.emulator import emulate
 
     e = emulate(q, q.input.format.to_float(x))
     assert 0 < e.trigger[:, 0].mean() < 1
@@ -82,8 +82,8 @@ def test_batch_100k_vectors_l1_autoencoder(ae8):
 
 def test_cli_cosim_on_event_file(ae8, tmp_path, monkeypatch):
     from l1ad.cli import main
-    from trigger.io import write_events
-    from trigger.toy import toy_events
+    from l1ad.trigger.io import write_events
+    from l1ad.trigger.toy import toy_events
 
     d, q = ae8
     f = write_events(tmp_path / "zb.h5", toy_events(3000, seed=9))
@@ -99,20 +99,20 @@ def test_qkeras_model_directory_to_rtl(tmp_path):
     """A QKeras model directory -> `l1ad export verilog` (through firmware.import_qkeras) -> bit-exact RTL."""
     pytest.importorskip("qkeras")
     from l1ad.cli import main
-    from sim.cosim import cosim, default_vectors
-    from trigger.l1units import hw_inputs
-    from trigger.modeldir import TrainedModel, save_model
-    from trigger.models import keras_nets as kn
-    from trigger.models.arch import ArchitectureConfig
-    from trigger.scaler import InputScaler
-    from trigger.toy import toy_events
+    from l1ad.sim.cosim import cosim, default_vectors
+    from l1ad.trigger.l1units import hw_inputs
+    from l1ad.trigger.modeldir import TrainedModel, save_model
+    from l1ad.trigger.models import keras_nets as kn
+    from l1ad.trigger.models.arch import ArchitectureConfig
+    from l1ad.trigger.scaler import InputScaler
+    from l1ad.trigger.toy import toy_events
 
     scaler = InputScaler.fit(hw_inputs(toy_events(2000, seed=11).objects))
     arch = ArchitectureConfig(name="small_ae", kind="ae", encoder=[8], latent=4, decoder=[8])
     mdir = save_model(TrainedModel("qkeras", arch, scaler, kn.deployed(kn.build(arch, 2))), tmp_path / "model")
     rtl = tmp_path / "rtl"
     assert main(["export", "verilog", str(mdir), "--out", str(rtl), "--outputs"]) == 0
-    from firmware.ir import QModel
+    from l1ad.firmware.ir import QModel
 
     q = QModel.load(rtl / "qmodel.json")
     assert [L.n_out for L in q.layers] == [8, 4, 8, 57] and q.score.kind == "mse"
@@ -121,7 +121,7 @@ def test_qkeras_model_directory_to_rtl(tmp_path):
 
 
 def test_checker_detects_wrong_rtl_and_wrong_latency(small, tmp_path):
-    from sim.cosim import cosim, default_vectors
+    from l1ad.sim.cosim import cosim, default_vectors
 
     d, q = small
     bad = tmp_path / "bad"
@@ -149,7 +149,7 @@ def test_checker_detects_wrong_rtl_and_wrong_latency(small, tmp_path):
 def test_full_size_autoencoder_1m_vectors(tmp_path):
     """57-32-16-8-16-32-57 with the masked MSE score: 1M vectors through the batch harness (Verilator builds the
     ~5k-adder netlist in minutes: slow)."""
-    from sim.cosim import cosim, default_vectors
+    from l1ad.sim.cosim import cosim, default_vectors
 
     q = l1_autoencoder()
     export_verilog(q, tmp_path, VerilogConfig(expose_outputs=True))

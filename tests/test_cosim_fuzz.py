@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from firmware.fixed import FixedFormat
-from firmware.ir import DenseLayer, InputSpec, QModel, ScoreSpec
-from firmware.verilog import VerilogConfig, export_verilog
-from sim.models import random_qmodel
+from l1ad.firmware.fixed import FixedFormat
+from l1ad.firmware.ir import DenseLayer, InputSpec, QModel, ScoreSpec
+from l1ad.firmware.verilog import VerilogConfig, export_verilog
+from l1ad.sim.models import random_qmodel
 
 pytestmark = [pytest.mark.verilator,
               pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")]
@@ -39,8 +39,8 @@ configs = st.fixed_dictionaries({
 
 
 def _check(tmp, models: list[tuple[QModel, dict]], n_random: int = 1500, seed: int = 0) -> None:
-    from sim.cosim import cosim_many, default_vectors
-    from sim.verilator import lint
+    from l1ad.sim.cosim import cosim_many, default_vectors
+    from l1ad.sim.verilator import lint
 
     dirs, xs = [], []
     for k, (q, cfg) in enumerate(models):
@@ -120,8 +120,8 @@ def _all_codes(q: QModel) -> np.ndarray:
 def test_regressions_exhaustive(tmp_path):
     """Every raw input vector (the whole 3-feature input grid: up to 262144 vectors) through every regression
     network."""
-    from sim.cosim import cosim_many
-    from sim.verilator import lint
+    from l1ad.sim.cosim import cosim_many
+    from l1ad.sim.verilator import lint
 
     models = _regression_models()
     xs = [_all_codes(q) for q, _ in models]

@@ -13,9 +13,9 @@ tf = pytest.importorskip("tensorflow")
 qkeras = pytest.importorskip("qkeras")
 from qkeras import QActivation, QDense, quantized_bits, quantized_relu  # noqa: E402
 
-import firmware as fw  # noqa: E402
-from firmware import FixedFormat  # noqa: E402
-from firmware.import_qkeras import QKerasImportError  # noqa: E402
+import l1ad.firmware as fw  # noqa: E402
+from l1ad.firmware import FixedFormat  # noqa: E402
+from l1ad.firmware.import_qkeras import QKerasImportError  # noqa: E402
 
 N_EVENTS = 20000
 
@@ -128,8 +128,8 @@ def test_integer_scaler_path_bit_exact():
 
 def test_project_models_bit_exact():
     """The QAT models of trigger.models (the deployed QKeras network) import and emulate bit for bit."""
-    arch_mod = pytest.importorskip("trigger.models.arch")
-    nets = pytest.importorskip("trigger.models.keras_nets")
+    arch_mod = pytest.importorskip("l1ad.trigger.models.arch")
+    nets = pytest.importorskip("l1ad.trigger.models.keras_nets")
     for kind, score, out in (("ae", "mse", "output_quant"), ("vae", "mu2", "mu_quant")):
         arch = arch_mod.ArchitectureConfig(kind=kind)
         net = nets.build(arch, seed=1)
@@ -254,7 +254,7 @@ def test_save_load_emulates_identically(tmp_path):
 ])
 def test_quantizer_semantics_match_fixed_format(qname, args, kw, expect):
     """tf.round is half-to-even (RND_CONV), clipping is saturation; checked on exact ties and random values."""
-    from firmware.import_qkeras import quantizer_format
+    from l1ad.firmware.import_qkeras import quantizer_format
 
     qz = getattr(qkeras, qname)(*args, **kw)
     fmt, relu = quantizer_format(qz, where="test")

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import firmware as fw
-from firmware import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
-from firmware.fixed import ref_quantize
+import l1ad.firmware as fw
+from l1ad.firmware import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
+from l1ad.firmware.fixed import ref_quantize
 
 
 # ---------------------------------------------------------------------- the reference

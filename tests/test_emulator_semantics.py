@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import firmware as fw
-from firmware import FixedFormat
+import l1ad.firmware as fw
+from l1ad.firmware import FixedFormat
 
 
 def tiny_ae(gate=(0, 0, 2), thresholds=(0, 5, 100)):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
+from l1ad.firmware import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 
 
 def _ap_types_dir() -> Path | None:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from firmware import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat, FixedFormatError
-from firmware.fixed import (apply_overflow, quantize_float, ref_quantize, ref_requantize, requantize, round_shift,
+from l1ad.firmware import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat, FixedFormatError
+from l1ad.firmware.fixed import (apply_overflow, quantize_float, ref_quantize, ref_requantize, requantize, round_shift,
                             to_fraction)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -172,7 +172,7 @@ def test_round_shift_matches_reference(data):
     shift = data.draw(st.integers(-8, 70))
     vals = data.draw(st.lists(st.integers(-(1 << 61), (1 << 61) - 1), min_size=1, max_size=20))
     got = round_shift(np.array(vals, dtype=np.int64), shift, mode)
-    from firmware.fixed import _ref_round
+    from l1ad.firmware.fixed import _ref_round
 
     assert [int(v) for v in got] == [_ref_round(Fraction(v, 1) / Fraction(2) ** shift, mode) for v in vals]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trigger.events import OFFLINE_FIELDS, slot_rows
-from trigger.generation import GenerationConfig, UnknownSignalError, generate, runner
-from trigger.generation.processes import zero_bias_processes
-from trigger.io import read_events
+from l1ad.trigger.events import OFFLINE_FIELDS, slot_rows
+from l1ad.trigger.generation import GenerationConfig, UnknownSignalError, generate, runner
+from l1ad.trigger.generation.processes import zero_bias_processes
+from l1ad.trigger.io import read_events
 
 pytestmark = [pytest.mark.pythia, pytest.mark.slow]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trigger.generation import GenerationConfig, generate, process_data
-from trigger.generation.processes import zero_bias_processes
-from trigger.generation.stitching import closure_table, single_jet_rates
-from trigger.io import read_events
+from l1ad.trigger.generation import GenerationConfig, generate, process_data
+from l1ad.trigger.generation.processes import zero_bias_processes
+from l1ad.trigger.generation.stitching import closure_table, single_jet_rates
+from l1ad.trigger.io import read_events
 
 pytestmark = [pytest.mark.pythia, pytest.mark.slow]
 

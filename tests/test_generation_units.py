@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from trigger.events import EventBatch, slot_rows
-from trigger.generation import GenerationConfig, UnknownSignalError, chunk_seed, signal_process
-from trigger.generation.config import DEFAULT_SIZES
-from trigger.generation.jets import cluster, tau_n
-from trigger.generation.l1objects import isolation, l1_objects
-from trigger.generation.offline import offline_fields
-from trigger.generation.particles import Particles, overlay_pileup
-from trigger.generation.processes import SIGNALS, selected_processes, zero_bias_processes
-from trigger.generation.stitching import zero_bias_weights
-from trigger.l1units import to_grid
+from l1ad.trigger.events import EventBatch, slot_rows
+from l1ad.trigger.generation import GenerationConfig, UnknownSignalError, chunk_seed, signal_process
+from l1ad.trigger.generation.config import DEFAULT_SIZES
+from l1ad.trigger.generation.jets import cluster, tau_n
+from l1ad.trigger.generation.l1objects import isolation, l1_objects
+from l1ad.trigger.generation.offline import offline_fields
+from l1ad.trigger.generation.particles import Particles, overlay_pileup
+from l1ad.trigger.generation.processes import SIGNALS, selected_processes, zero_bias_processes
+from l1ad.trigger.generation.stitching import zero_bias_weights
+from l1ad.trigger.l1units import to_grid
 
 
 def _particles(events: list[list[tuple]], pu: list[list[bool]] | None = None) -> Particles:
@@ -173,7 +173,7 @@ def _tau_reference(pt, eta, phi, axes_eta, axes_phi, r0=1.0):
 def test_tau_n_matches_numpy_reference_with_exclusive_kt_axes():
     import fastjet
 
-    from trigger.generation.jets import to_awkward
+    from l1ad.trigger.generation.jets import to_awkward
 
     rng = np.random.default_rng(7)
     counts = np.array([40, 3, 25])

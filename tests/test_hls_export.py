@@ -16,14 +16,14 @@ pytestmark = pytest.mark.hls
 if shutil.which("g++") is None:  # pragma: no cover
     pytest.skip("the C simulation needs g++", allow_module_level=True)
 
-from firmware import emulate, import_qkeras  # noqa: E402
-from firmware.hls import HLSConfig, HLSExportError, export_hls, verify_project  # noqa: E402
-from firmware.hls.convert import cpp_type  # noqa: E402
-from firmware.hls.vectors import make_vectors  # noqa: E402
-from trigger.l1units import hw_inputs  # noqa: E402
-from trigger.models.arch import ArchitectureConfig  # noqa: E402
-from trigger.scaler import InputScaler  # noqa: E402
-from trigger.toy import toy_events  # noqa: E402
+from l1ad.firmware import emulate, import_qkeras  # noqa: E402
+from l1ad.firmware.hls import HLSConfig, HLSExportError, export_hls, verify_project  # noqa: E402
+from l1ad.firmware.hls.convert import cpp_type  # noqa: E402
+from l1ad.firmware.hls.vectors import make_vectors  # noqa: E402
+from l1ad.trigger.l1units import hw_inputs  # noqa: E402
+from l1ad.trigger.models.arch import ArchitectureConfig  # noqa: E402
+from l1ad.trigger.scaler import InputScaler  # noqa: E402
+from l1ad.trigger.toy import toy_events  # noqa: E402
 
 N_EVENTS = 100_000
 
@@ -41,7 +41,7 @@ def toy():
 
 
 def _keras(kind, seed=2):
-    from trigger.models import keras_nets as kn
+    from l1ad.trigger.models import keras_nets as kn
 
     m = kn.deployed(kn.build(ArchitectureConfig.default(kind), seed))
     rng = np.random.default_rng(seed)
@@ -122,10 +122,10 @@ def test_wrong_model_for_the_ir_names_the_layer(tmp_path, toy):
 def test_cli_export_brevitas_verify_100k(tmp_path, toy):
     """`l1ad export hls MODEL_DIR --out DIR --verify N` on a Brevitas model directory."""
     torch = pytest.importorskip("torch")
-    from firmware.hls.frontends import qmodel_from_trained
+    from l1ad.firmware.hls.frontends import qmodel_from_trained
     from l1ad.cli import main
-    from trigger.modeldir import TrainedModel, save_model
-    from trigger.models import brevitas_nets as bn
+    from l1ad.trigger.modeldir import TrainedModel, save_model
+    from l1ad.trigger.models import brevitas_nets as bn
 
     scaler, x = toy
     arch = ArchitectureConfig.default("ae")
@@ -175,8 +175,8 @@ def test_vae_csim_bit_exact(tmp_path, toy, frontend):
     else:
         import torch
 
-        from firmware import import_qonnx
-        from trigger.models import brevitas_nets as bn
+        from l1ad.firmware import import_qonnx
+        from l1ad.trigger.models import brevitas_nets as bn
 
         arch = ArchitectureConfig.default("vae")
         net = bn.deployed(bn.build(arch, 7))

@@ -10,10 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from trigger.events import EventBatch, EventDataError
-from trigger.io import count_events, describe, iter_events, read_events, read_nanoaod, write_events
-from trigger.l1units import PHI_LSB, PT_LSB, from_hw, hw_inputs, to_hw
-from trigger.toy import toy_events
+from l1ad.trigger.events import EventBatch, EventDataError
+from l1ad.trigger.io import count_events, describe, iter_events, read_events, read_nanoaod, write_events
+from l1ad.trigger.l1units import PHI_LSB, PT_LSB, from_hw, hw_inputs, to_hw
+from l1ad.trigger.toy import toy_events
 
 
 def _adc2021_file(path: Path, n: int, seed: int = 3) -> np.ndarray:
@@ -176,7 +176,7 @@ def test_negative_weight_in_file_rejected_unless_allowed(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    import trigger.io as io
+    import l1ad.trigger.io as io
 
     b = toy_events(50)
     (tmp_path / "keep.h5").write_bytes(b"old")
@@ -206,7 +206,7 @@ def test_cli_info_and_errors(tmp_path):
 
 
 def test_data_plots_written(tmp_path):
-    from trigger.data_plots import plot_file
+    from l1ad.trigger.data_plots import plot_file
 
     write_events(tmp_path / "x.h5", toy_events(400))
     files = plot_file(tmp_path / "x.h5", tmp_path / "plots", chunk_size=150)

@@ -7,8 +7,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-import firmware as fw
-from firmware import FixedFormat, QModelError
+import l1ad.firmware as fw
+from l1ad.firmware import FixedFormat, QModelError
 
 
 def l1_model(seed: int = 0, *, score: str | None = "mse", **kw) -> fw.QModel:

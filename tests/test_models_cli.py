@@ -6,10 +6,10 @@ import json
 import numpy as np
 
 from l1ad.cli import main
-from trigger.io import write_events
-from trigger.modeldir import load_model
-from trigger.toy import toy_events
-from trigger.train import TrainingConfig, find_elbow, latent_scan
+from l1ad.trigger.io import write_events
+from l1ad.trigger.modeldir import load_model
+from l1ad.trigger.toy import toy_events
+from l1ad.trigger.train import TrainingConfig, find_elbow, latent_scan
 
 
 def test_l1ad_train_writes_a_loadable_model(tmp_path, capsys):

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from trigger.events import N_INPUTS
-from trigger.l1units import hw_inputs
-from trigger.models import ArchitectureConfig, QuantFormat
-from trigger.scaler import DEFAULT_SHIFT, InputScaler
-from trigger.scores import input_mask_hw, masked_sq_error, mu_squared, score_format
-from trigger.toy import toy_events
+from l1ad.trigger.events import N_INPUTS
+from l1ad.trigger.l1units import hw_inputs
+from l1ad.trigger.models import ArchitectureConfig, QuantFormat
+from l1ad.trigger.scaler import DEFAULT_SHIFT, InputScaler
+from l1ad.trigger.scores import input_mask_hw, masked_sq_error, mu_squared, score_format
+from l1ad.trigger.toy import toy_events
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_quant_format_rounds_half_to_even_and_saturates():
 
 
 def test_quant_format_agrees_with_firmware_fixed_format():
-    fixed = pytest.importorskip("firmware.fixed")
+    fixed = pytest.importorskip("l1ad.firmware.fixed")
     rng = np.random.default_rng(0)
     for fmt in (QuantFormat(12, 3, True), QuantFormat(8, 3, False), QuantFormat(8, 0, True)):
         x = np.concatenate([rng.normal(0, 4, 5000), (np.arange(-600, 600) + 0.5) * fmt.lsb])

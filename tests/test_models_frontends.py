@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from trigger.l1units import hw_inputs
-from trigger.modeldir import ModelDirError, load_model
-from trigger.models import ArchitectureConfig
-from trigger.scores import input_mask_hw, masked_sq_error, mu_squared
-from trigger.toy import toy_events
-from trigger.train import TrainingConfig, train_model
+from l1ad.trigger.l1units import hw_inputs
+from l1ad.trigger.modeldir import ModelDirError, load_model
+from l1ad.trigger.models import ArchitectureConfig
+from l1ad.trigger.scores import input_mask_hw, masked_sq_error, mu_squared
+from l1ad.trigger.toy import toy_events
+from l1ad.trigger.train import TrainingConfig, train_model
 
 CFG = TrainingConfig(epochs=2, batch_size=256, progress=False, plot=False, seed=3)
 CASES = [("qkeras", "ae"), ("qkeras", "vae"), ("brevitas", "ae"), ("brevitas", "vae"), ("float", "ae")]
@@ -184,7 +184,7 @@ def test_brevitas_qonnx_export_runs_bit_exact(trained, data, tmp_path):
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.util.cleanup import cleanup_model
 
-    from trigger.models.brevitas_nets import export_qonnx
+    from l1ad.trigger.models.brevitas_nets import export_qonnx
 
     model, _ = trained("brevitas", "ae")
     path = export_qonnx(model.deployed(), tmp_path / "ae.onnx", model.arch.n_inputs)

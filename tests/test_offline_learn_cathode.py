@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from offline import lhco_toy
-from offline.cathode import CathodeConfig, fit_background_flow, sample_sr_mjj
-from offline.classify import ClassifierConfig, kfold_classify
-from offline.flows import ConditionalFlow, FlowConfig
+from l1ad.offline import lhco_toy
+from l1ad.offline.cathode import CathodeConfig, fit_background_flow, sample_sr_mjj
+from l1ad.offline.classify import ClassifierConfig, kfold_classify
+from l1ad.offline.flows import ConditionalFlow, FlowConfig
 
 SMALL_FLOW = FlowConfig(transforms=3, hidden=(32, 32), epochs=5, batch_size=1024, keep_best=2)
 
@@ -36,7 +36,7 @@ def test_flow_template_is_close_to_true_sr_background():
 
 
 def test_quantile_preprocessing_round_trip_and_point_masses():
-    from offline.flows import _QuantilePrep
+    from l1ad.offline.flows import _QuantilePrep
 
     rng = np.random.default_rng(0)
     x = np.column_stack([np.maximum(rng.lognormal(0, 1, 20_000), 0.2), rng.exponential(1.0, 20_000)])

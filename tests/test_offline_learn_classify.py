@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from offline import lhco_toy
-from offline.classify import ClassifierConfig, kfold_classify
-from offline.cwola import CWoLaConfig, train_cwola
-from offline.sic import sic_curve
+from l1ad.offline import lhco_toy
+from l1ad.offline.classify import ClassifierConfig, kfold_classify
+from l1ad.offline.cwola import CWoLaConfig, train_cwola
+from l1ad.offline.sic import sic_curve
 
 FAST = ClassifierConfig(n_folds=3, n_ensemble=1, max_iter=40)
 
@@ -63,7 +63,7 @@ def test_kfold_rejects_bad_shapes():
 
 
 def test_flow_samples_respect_ranges_and_follow_the_condition():
-    from offline.flows import ConditionalFlow, FlowConfig
+    from l1ad.offline.flows import ConditionalFlow, FlowConfig
 
     d = lhco_toy.make_dataset(15_000, 0.0, seed=5)
     flow = ConditionalFlow(FlowConfig(transforms=2, hidden=(16, 16), epochs=3, batch_size=1024, keep_best=2)).fit(d.features, d.mjj_tev)
@@ -78,7 +78,7 @@ def test_flow_samples_respect_ranges_and_follow_the_condition():
 
 
 def test_tnt_runs_and_scores_all_events():
-    from offline.tnt import AEConfig, TNTConfig, train_tnt
+    from l1ad.offline.tnt import AEConfig, TNTConfig, train_tnt
 
     d = lhco_toy.make_dataset(20_000, 0.05, seed=6)
     r = train_tnt(d, TNTConfig(classifier=FAST, autoencoder=AEConfig(epochs=2)))

@@ -33,12 +33,12 @@ def test_cli_cathode_sic_on_event_files(tmp_path, capsys):
     import json
     import re
 
-    from offline.dijet import signal_region_mask
+    from l1ad.offline.dijet import signal_region_mask
 
     import numpy as np
 
-    from offline import lhco_toy
-    from trigger.io import write_events
+    from l1ad.offline import lhco_toy
+    from l1ad.trigger.io import write_events
 
     rng = np.random.default_rng(4)
     bkg = lhco_toy.sample_background(40_000, rng)

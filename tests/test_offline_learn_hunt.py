@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from offline import lhco_toy
-from offline.bumphunt import falling_spectrum
-from offline.classify import ClassifierConfig
-from offline.cwola_hunting import (HuntConfig, cwola_hunt, hunt_window, sculpting_check, small_config, window_index,
+from l1ad.offline import lhco_toy
+from l1ad.offline.bumphunt import falling_spectrum
+from l1ad.offline.classify import ClassifierConfig
+from l1ad.offline.cwola_hunting import (HuntConfig, cwola_hunt, hunt_window, sculpting_check, small_config, window_index,
                                    window_starts, window_test)
-from offline.reach import crossing
+from l1ad.offline.reach import crossing
 
 FAST = ClassifierConfig(n_folds=3, n_ensemble=1, max_iter=40)
 
@@ -69,7 +69,7 @@ def test_sculpting_check_background_only_uniform():
 
 @pytest.mark.slow
 def test_small_reach_runs(tmp_path):
-    from offline.reach import run_reach, small_config as reach_small
+    from l1ad.offline.reach import run_reach, small_config as reach_small
 
     r = run_reach(reach_small(methods=("bumphunt", "nplm")), tmp_path)
     assert {row["method"] for row in r["rows"]} == {"bumphunt", "nplm"}
@@ -78,7 +78,7 @@ def test_small_reach_runs(tmp_path):
 
 @pytest.mark.slow
 def test_small_sic_study(tmp_path):
-    from offline.weak_study import run_sic_study, small_config as sic_small
+    from l1ad.offline.weak_study import run_sic_study, small_config as sic_small
 
     r = run_sic_study(sic_small(), tmp_path)
     best = {row["method"]: row["max_sic"] for row in r["rows"]}

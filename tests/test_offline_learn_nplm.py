@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from offline import nplm
-from offline.toys_dask import map_toys
+from l1ad.offline import nplm
+from l1ad.offline.toys_dask import map_toys
 
 
 def test_statistic_formula_by_hand():
@@ -63,7 +63,7 @@ def _square(seed, offset):
 
 
 def test_dask_local_cluster_equals_sync():
-    from offline.toys_dask import dask_client
+    from l1ad.offline.toys_dask import dask_client
 
     seeds = [3, 1, 2]
     assert map_toys(_square, seeds, shared={"offset": 1}, scheduler="sync") == [10, 2, 5]

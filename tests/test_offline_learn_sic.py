@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from offline.sic import format_sic_table, sic_curve, sic_table
+from l1ad.offline.sic import format_sic_table, sic_curve, sic_table
 
 
 def test_sic_curve_exact_small_example():

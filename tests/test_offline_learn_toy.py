@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from offline import lhco_toy
-from offline.dijet import FEATURE_NAMES, DijetSample, dijet_features, signal_region_mask
-from trigger.events import EventDataError
+from l1ad.offline import lhco_toy
+from l1ad.offline.dijet import FEATURE_NAMES, DijetSample, dijet_features, signal_region_mask
+from l1ad.trigger.events import EventDataError
 
 
 def test_features_are_mass_ordered():

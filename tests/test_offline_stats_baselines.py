@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from offline import baselines as bl
-from trigger.toy import toy_events
+from l1ad.offline import baselines as bl
+from l1ad.trigger.toy import toy_events
 
 
 def _blobs(rng, n=3000):

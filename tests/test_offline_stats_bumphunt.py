@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage, optimize, special, stats
 
-from offline import lee
-from offline.bumphunt import BumpHuntConfig, falling_spectrum, local_pvalue, profile_t, scan, scan_events, window_grid
-from offline.fit import dijet_log_bin_integrals, fit_dijet, poisson_deviance
+from l1ad.offline import lee
+from l1ad.offline.bumphunt import BumpHuntConfig, falling_spectrum, local_pvalue, profile_t, scan, scan_events, window_grid
+from l1ad.offline.fit import dijet_log_bin_integrals, fit_dijet, poisson_deviance
 
 
 # ---------------------------------------------------------------------------------------------- t(m0)
@@ -223,7 +223,7 @@ def _lee_agreement(widths, n_toys, seed, u, figure=None):
     n = np.random.default_rng(seed).poisson(mu)
     r = scan(n, edges, widths=widths, background=mu, n_toys=n_toys, n_lee_toys=500, seed=seed)
     if figure is not None:
-        from offline.plots_stats import plot_global_pvalue
+        from l1ad.offline.plots_stats import plot_global_pvalue
 
         assert plot_global_pvalue(r, figure, u_max=18.0).stat().st_size > 1000
     return r.global_p_curve(np.asarray(u, dtype=float))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from l1ad.cli import main
-from offline.bumphunt import falling_spectrum
-from trigger.events import EventBatch
-from trigger.io import write_events
-from trigger.toy import toy_events
+from l1ad.offline.bumphunt import falling_spectrum
+from l1ad.trigger.events import EventBatch
+from l1ad.trigger.io import write_events
+from l1ad.trigger.toy import toy_events
 
 
 def _dijet_file(path, n=60_000, bump=300, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from offline import conformal as cf
+from l1ad.offline import conformal as cf
 
 
 def test_split_pvalues_match_the_definition_with_ties():

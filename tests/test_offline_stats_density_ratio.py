@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from offline import density_ratio as dr
+from l1ad.offline import density_ratio as dr
 
 
 def test_from_classifier_formula_and_edges():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from offline import kde
+from l1ad.offline import kde
 
 
 def _direct_log_density(train, x, h, loo=False):

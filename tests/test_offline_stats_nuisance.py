@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from offline import nuisance
-from offline.plots_stats import plot_nuisance_fpr
+from l1ad.offline import nuisance
+from l1ad.offline.plots_stats import plot_nuisance_fpr
 
 K = 3.0  # Gamma shape of the mass spectrum
 

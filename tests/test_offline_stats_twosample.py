@@ -8,7 +8,7 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from offline import twosample as ts
+from l1ad.offline import twosample as ts
 
 
 def test_statistics_match_independent_implementations():

@@ -61,7 +61,7 @@ def test_nplm_quality_null_matches_the_observed_weighted_split(tmp_path):
     """Half-vs-half NPLM on one weighted (stitched-like) stream: the permutation toys are drawn like the observed
     split, so the observed t sits inside their distribution (toys of unweighted events drawn from the weighted
     reference sat an order of magnitude above it, p = 1 at every rate)."""
-    from offline.nplm import NPLMConfig
+    from l1ad.offline.nplm import NPLMConfig
 
     from l1ad.analysis import OfflineStageConfig, nplm_quality
 

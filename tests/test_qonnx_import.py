@@ -9,14 +9,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("brevitas")
 pytest.importorskip("qonnx")
 
-from firmware import FixedFormat, QModel, emulate  # noqa: E402
-from firmware.import_qonnx import (QonnxImportError, compare_brevitas, compare_qonnx,  # noqa: E402
+from l1ad.firmware import FixedFormat, QModel, emulate  # noqa: E402
+from l1ad.firmware.import_qonnx import (QonnxImportError, compare_brevitas, compare_qonnx,  # noqa: E402
                                    import_qonnx)
-from trigger.l1units import hw_inputs  # noqa: E402
-from trigger.models import brevitas_nets as bn  # noqa: E402
-from trigger.models.arch import ArchitectureConfig  # noqa: E402
-from trigger.scaler import InputScaler  # noqa: E402
-from trigger.toy import toy_events  # noqa: E402
+from l1ad.trigger.l1units import hw_inputs  # noqa: E402
+from l1ad.trigger.models import brevitas_nets as bn  # noqa: E402
+from l1ad.trigger.models.arch import ArchitectureConfig  # noqa: E402
+from l1ad.trigger.scaler import InputScaler  # noqa: E402
+from l1ad.trigger.toy import toy_events  # noqa: E402
 
 
 def _net(kind: str, seed: int = 1):
@@ -118,7 +118,7 @@ def test_float32_inexactness_is_reported(tmp_path):
     """A 16-bit input quantizer with 16-bit activations: accumulators beyond 24 bits -> a warning, not silence."""
     import brevitas.nn as qnn
 
-    from trigger.models.quant import QuantFormat as ArchFormat
+    from l1ad.trigger.models.quant import QuantFormat as ArchFormat
 
     a16 = bn.fixed_point_quant(ArchFormat(16, 7, True), "act")
     w12 = bn.fixed_point_quant(ArchFormat(12, 0, True), "weight")

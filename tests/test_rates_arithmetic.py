@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta
 
-from trigger.rates import (
+from l1ad.trigger.rates import (
     ONE_SIGMA_CL,
     ZERO_BIAS_RATE_HZ,
     RateStatisticsWarning,
@@ -21,7 +21,7 @@ from trigger.rates import (
     weighted_fraction,
     zero_bias_rate,
 )
-from trigger.thresholds import (
+from l1ad.trigger.thresholds import (
     code_threshold_to_float,
     float_threshold_to_code,
     rate_curve,
@@ -256,12 +256,12 @@ class _Fmt:  # a duck-typed format: 4 fractional bits, codes in [-128, 127]
 
 
 def test_float_threshold_to_code_gives_identical_decisions():
-    from firmware.fixed import FixedFormat as FwFormat
+    from l1ad.firmware.fixed import FixedFormat as FwFormat
 
     formats = [_Fmt(), FwFormat.parse("ap_fixed<8,4>"), "ap_ufixed<10,3>"]
     rng = np.random.default_rng(11)
     for fmt in formats:
-        from trigger.thresholds import score_code_range
+        from l1ad.trigger.thresholds import score_code_range
 
         frac, lo, hi = score_code_range(fmt)
         codes = np.arange(lo, hi + 1)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from trigger.events import EventBatch
-from trigger.menu import MenuConfig, ht, menu_fires, menu_rates, pure_fraction, seed_decisions
-from trigger.rates import ZERO_BIAS_RATE_HZ
+from l1ad.trigger.events import EventBatch
+from l1ad.trigger.menu import MenuConfig, ht, menu_fires, menu_rates, pure_fraction, seed_decisions
+from l1ad.trigger.rates import ZERO_BIAS_RATE_HZ
 
 MET, EG, MU, JET = 0, 1, 5, 9  # first rows of each object type
 

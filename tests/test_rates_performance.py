@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from trigger.performance import efficiencies_at_rates, efficiency, efficiency_curve, roc_auc, roc_curve, tpr_at_fpr
-from trigger.rates import RateStatisticsWarning
-from trigger.thresholds import thresholds_for_rates
+from l1ad.trigger.performance import efficiencies_at_rates, efficiency, efficiency_curve, roc_auc, roc_curve, tpr_at_fpr
+from l1ad.trigger.rates import RateStatisticsWarning
+from l1ad.trigger.thresholds import thresholds_for_rates
 
 
 def _sk_auc(b, s, wb, ws):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from trigger.events import EventBatch
-from trigger.rate_report import RatesConfig, evaluate
-from trigger.rates import ZERO_BIAS_RATE_HZ, RateStatisticsWarning
+from l1ad.trigger.events import EventBatch
+from l1ad.trigger.rate_report import RatesConfig, evaluate
+from l1ad.trigger.rates import ZERO_BIAS_RATE_HZ, RateStatisticsWarning
 
 
 def _batch(n, scale, seed, weight=None):
@@ -90,15 +90,15 @@ def test_evaluate_on_integer_codes():
 
 def test_rates_command(tmp_path, monkeypatch):
     from l1ad.cli import main
-    from trigger.io import write_events
+    from l1ad.trigger.io import write_events
 
     zb_file, sig_file = tmp_path / "zb.h5", tmp_path / "sig.h5"
     write_events(zb_file, _batch(5000, 6.0, 3))
     write_events(sig_file, _batch(500, 25.0, 4))
     (tmp_path / "model").mkdir()
-    fake = types.ModuleType("trigger.modeldir")
+    fake = types.ModuleType("l1ad.trigger.modeldir")
     fake.load_model = lambda path: ToyModel()
-    monkeypatch.setitem(sys.modules, "trigger.modeldir", fake)
+    monkeypatch.setitem(sys.modules, "l1ad.trigger.modeldir", fake)
     cfg = tmp_path / "rates.yaml"
     cfg.write_text("menu:\n  single_jet_pt: 150\ncl: 0.9\n")
     out = tmp_path / "out"

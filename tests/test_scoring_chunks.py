@@ -8,14 +8,14 @@ import h5py
 import numpy as np
 import pytest
 
-from firmware import emulate
+from l1ad.firmware import emulate
 from l1ad.cli import main
 from l1ad.scoring import chunk_ranges, score_file
-from sim.models import l1_autoencoder
-from trigger.events import EventDataError
-from trigger.io import write_events
-from trigger.l1units import hw_inputs
-from trigger.toy import toy_events
+from l1ad.sim.models import l1_autoencoder
+from l1ad.trigger.events import EventDataError
+from l1ad.trigger.io import write_events
+from l1ad.trigger.l1units import hw_inputs
+from l1ad.trigger.toy import toy_events
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_sync_chunks_equal_whole_file_emulation(setup, chunk):
 
 
 def test_dask_local_cluster_equals_sync(setup):
-    from offline.toys_dask import dask_client
+    from l1ad.offline.toys_dask import dask_client
 
     q, path, batch, ref = setup
     with dask_client(None, n_workers=2) as client:
@@ -71,7 +71,7 @@ def test_bad_inputs_are_named(setup, tmp_path):
         score_file(q, bad, scheduler="sync")
     d = q.to_dict()
     d["score"], d["thresholds"] = None, []
-    from firmware import QModel
+    from l1ad.firmware import QModel
 
     with pytest.raises(ValueError, match="no score block"):
         score_file(QModel.from_dict(d), path, scheduler="sync")

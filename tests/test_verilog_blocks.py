@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat, requantize
-from firmware.verilog.rtl import Module, Sig, bits_for, csd, ext, requant, requant_levels
+from l1ad.firmware.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat, requantize
+from l1ad.firmware.verilog.rtl import Module, Sig, bits_for, csd, ext, requant, requant_levels
 
 needs_verilator = pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
 
@@ -47,7 +47,7 @@ DESTS = [FixedFormat(w, i, sg, r, o)
 
 def _requant_design(tmp_path):
     """One module: input a (per source format), outputs = every conversion (plain, relu, with +constant)."""
-    from sim.verilator import RTL, Port
+    from l1ad.sim.verilator import RTL, Port
 
     cases = []
     m = Module("blocks", ["requant test bench"])
@@ -75,8 +75,8 @@ def _requant_design(tmp_path):
 @needs_verilator
 @pytest.mark.verilator
 def test_requant_every_mode_exhaustive(tmp_path):
-    from sim.packing import pack, unpack
-    from sim.verilator import build_batch, lint
+    from l1ad.sim.packing import pack, unpack
+    from l1ad.sim.verilator import build_batch, lint
 
     rtl, cases = _requant_design(tmp_path)
     assert lint(rtl.sources, rtl.top) == []

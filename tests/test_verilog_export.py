@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from firmware.verilog import VerilogConfig, export_verilog, generate
-from sim.models import l1_autoencoder, random_qmodel
+from l1ad.firmware.verilog import VerilogConfig, export_verilog, generate
+from l1ad.sim.models import l1_autoencoder, random_qmodel
 
 needs_verilator = pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
 needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed")
@@ -75,7 +75,7 @@ def _register_bits(design) -> int:
 
 
 def test_register_planning_keeps_latency_and_saves_flipflops():
-    from firmware.verilog.generator import _generate
+    from l1ad.firmware.verilog.generator import _generate
 
     q = l1_autoencoder((8,), seed=3)
     cfg = VerilogConfig(levels_per_stage=3)
@@ -103,7 +103,7 @@ def test_config_validation():
     dict(levels_per_stage=2, register_input=False, expose_outputs=True, square="lut"),
 ])
 def test_lint_clean_random_networks(tmp_path, cfg):
-    from sim.verilator import lint
+    from l1ad.sim.verilator import lint
 
     for seed in range(6):
         q = random_qmodel(np.random.default_rng(1000 + seed))
@@ -116,7 +116,7 @@ def test_lint_clean_random_networks(tmp_path, cfg):
 @pytest.mark.verilator
 @pytest.mark.parametrize("kind,sizes", [("mse", (32, 16, 8, 16, 32)), ("mu2", (32, 16, 8))])
 def test_lint_clean_full_size(tmp_path, kind, sizes):
-    from sim.verilator import lint
+    from l1ad.sim.verilator import lint
 
     q = l1_autoencoder(sizes, kind=kind)
     d = export_verilog(q, tmp_path, VerilogConfig(expose_outputs=True))
@@ -144,7 +144,7 @@ STAT = """
 
 
 def test_yosys_stat_parser():
-    from firmware.verilog.yosys import parse_stat, summarize
+    from l1ad.firmware.verilog.yosys import parse_stat, summarize
 
     cells = parse_stat("noise\n" + STAT)
     assert cells["FDRE"] == 300 and cells["CARRY8"] == 40

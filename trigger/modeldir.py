@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from trigger.atomic import write_json_atomic, write_text_atomic
-from trigger.events import EventBatch
-from trigger.l1units import hw_inputs
-from trigger.models.arch import ArchitectureConfig
-from trigger.models.backend import FRONTENDS, MODEL_FILES, get_backend
-from trigger.models.quant import QuantFormat
-from trigger.scaler import InputScaler
-from trigger.scores import input_mask_hw, masked_sq_error, mu_squared, score_format
+from l1ad.trigger.atomic import write_json_atomic, write_text_atomic
+from l1ad.trigger.events import EventBatch
+from l1ad.trigger.l1units import hw_inputs
+from l1ad.trigger.models.arch import ArchitectureConfig
+from l1ad.trigger.models.backend import FRONTENDS, MODEL_FILES, get_backend
+from l1ad.trigger.models.quant import QuantFormat
+from l1ad.trigger.scaler import InputScaler
+from l1ad.trigger.scores import input_mask_hw, masked_sq_error, mu_squared, score_format
 
 ARCH_FILE = "arch.yaml"
 SCALER_FILE = "scaler.json"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from trigger.events import N_FEATURES, N_INPUTS, OBJECT_SLOTS
+from l1ad.trigger.events import N_FEATURES, N_INPUTS, OBJECT_SLOTS
 
 #: shift used for a feature never seen in training: pT 0.5 GeV * 2**6 = 32 GeV per unit; eta/phi 256 codes per unit
 DEFAULT_SHIFT = (6, 8, 8)

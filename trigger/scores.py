@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from trigger.events import N_FEATURES, N_INPUTS
-from trigger.models.quant import QuantFormat
+from l1ad.trigger.events import N_FEATURES, N_INPUTS
+from l1ad.trigger.models.quant import QuantFormat
 
 
 def input_mask_hw(x_hw: np.ndarray) -> np.ndarray:

@@ -169,7 +169,7 @@ def score_code_range(fmt) -> tuple[int, int, int]:
     (parsed by firmware.fixed). Both classes expose `frac`, the number of fractional bits: a code c stands for
     the value c x 2^-frac. The two classes count integer bits differently; `frac` is what both agree on."""
     if isinstance(fmt, str):
-        from firmware.fixed import FixedFormat
+        from l1ad.firmware.fixed import FixedFormat
 
         fmt = FixedFormat.parse(fmt)
     try:

@@ -20,15 +20,15 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from trigger.atomic import content_hash, write_json_atomic
-from trigger.events import EventBatch
-from trigger.l1units import hw_inputs
-from trigger.modeldir import TrainedModel, save_model
-from trigger.models.arch import ArchitectureConfig
-from trigger.models.backend import TrainData, get_backend
-from trigger.models.runtime import available_cores, package_versions
-from trigger.scaler import InputScaler
-from trigger.scores import input_mask_hw
+from l1ad.trigger.atomic import content_hash, write_json_atomic
+from l1ad.trigger.events import EventBatch
+from l1ad.trigger.l1units import hw_inputs
+from l1ad.trigger.modeldir import TrainedModel, save_model
+from l1ad.trigger.models.arch import ArchitectureConfig
+from l1ad.trigger.models.backend import TrainData, get_backend
+from l1ad.trigger.models.runtime import available_cores, package_versions
+from l1ad.trigger.scaler import InputScaler
+from l1ad.trigger.scores import input_mask_hw
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def plot_history(history: list[dict], path: Path, *, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from trigger.atomic import atomic_path
+    from l1ad.trigger.atomic import atomic_path
 
     ep = [h["epoch"] + 1 for h in history]
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -231,7 +231,7 @@ def _plot_scan(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from trigger.atomic import atomic_path
+    from l1ad.trigger.atomic import atomic_path
 
     k = [p["latent"] for p in result["points"]]
     y = [p[result["metric"]] for p in result["points"]]

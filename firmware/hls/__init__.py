@@ -27,4 +27,4 @@ def __getattr__(name: str):
         from .vectors import make_vectors
 
         return make_vectors
-    raise AttributeError(f"module 'firmware.hls' has no attribute {name!r}")
+    raise AttributeError(f"module 'l1ad.firmware.hls' has no attribute {name!r}")

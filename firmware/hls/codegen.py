@@ -25,8 +25,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from firmware.fixed import FixedFormat
-from firmware.ir import QModel
+from l1ad.firmware.fixed import FixedFormat
+from l1ad.firmware.ir import QModel
 
 from .convert import HLSExportError, cpp_type
 

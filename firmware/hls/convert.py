@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware.fixed import FixedFormat
-from firmware.ir import QModel
+from l1ad.firmware.fixed import FixedFormat
+from l1ad.firmware.ir import QModel
 
 from .config import HLSConfig
 
@@ -87,7 +87,7 @@ def prepare_qonnx(source: Any):
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    from firmware.import_qonnx import load_qonnx
+    from l1ad.firmware.import_qonnx import load_qonnx
 
     mw = load_qonnx(source)
     mw = mw.transform(ConvertToChannelsLastAndClean())

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.ir import QModel
+from l1ad.firmware.ir import QModel
 
 from .convert import HLSExportError
 
@@ -143,7 +143,7 @@ def _ties(codes: np.ndarray, drop: int) -> int:
 def coverage(q: QModel, x_values: np.ndarray, *, chunk: int = 16384) -> dict[str, dict[str, int]]:
     """What the vectors exercise, per requantization in the network: values that were rounded ('inexact'),
     that hit an exact rounding tie ('ties'), and that the overflow mode changed ('overflow')."""
-    from firmware.emulator import emulate
+    from l1ad.firmware.emulator import emulate
 
     cov: dict[str, dict[str, int]] = {}
     for a in range(0, len(x_values), chunk):
@@ -168,7 +168,7 @@ def coverage(q: QModel, x_values: np.ndarray, *, chunk: int = 16384) -> dict[str
 def verify(q: QModel, sim: CSim, sets: dict[str, np.ndarray], *, with_coverage: bool = True,
            max_examples: int = 10) -> dict:
     """Emulator vs C simulation on raw input codes, per set; returns the report (module doc)."""
-    from firmware.emulator import emulate
+    from l1ad.firmware.emulator import emulate
 
     if (sim.n_in, sim.n_out, sim.has_score, sim.n_thresholds) != (q.n_inputs, q.n_outputs, q.score is not None,
                                                                   len(q.thresholds) if q.score is not None else 0):

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from firmware.ir import QModel
+from l1ad.firmware.ir import QModel
 
 from .convert import HLSExportError
 
@@ -24,7 +24,7 @@ def qmodel_from_trained(tm: Any, work_dir: str | Path, *, input_format: str = DE
                         thresholds: Iterable[int] = ()) -> tuple[QModel, Any]:
     """(QModel, source for export_hls) of a trigger.modeldir.TrainedModel. Brevitas models are exported to
     ``work_dir/model.qonnx.onnx`` first."""
-    from firmware import import_qkeras, import_qonnx
+    from l1ad.firmware import import_qkeras, import_qonnx
 
     score = "mse" if tm.arch.kind == "ae" else "mu2"
     thr = tuple(int(t) for t in thresholds)
@@ -32,7 +32,7 @@ def qmodel_from_trained(tm: Any, work_dir: str | Path, *, input_format: str = DE
         net = tm.deployed()
         return import_qkeras(net, input_format, scaler=tm.scaler, score=score, thresholds=thr, name=tm.arch.name), net
     if tm.frontend == "brevitas":
-        from trigger.models.brevitas_nets import export_qonnx
+        from l1ad.trigger.models.brevitas_nets import export_qonnx
 
         path = Path(work_dir) / QONNX_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def thresholds_from_rates(q: QModel, rates_json: str | Path) -> list[int]:
 def framework_agreement(tm: Any, q: QModel, x_codes: np.ndarray) -> dict:
     """The framework's own forward pass (QKeras predict / Brevitas torch, float32) vs the emulator's outputs
     on raw input codes: value mismatches (reported, never hidden)."""
-    from firmware.emulator import emulate
+    from l1ad.firmware.emulator import emulate
 
     xv = q.input.format.to_float(np.asarray(x_codes, dtype=np.int64))
     out = np.asarray(tm.forward(xv), dtype=np.float64)

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware.ir import QModel
-from trigger.atomic import atomic_path, write_json_atomic, write_text_atomic
+from l1ad.firmware.ir import QModel
+from l1ad.trigger.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 from . import codegen
 from .config import HLSConfig
@@ -67,7 +67,7 @@ def export_hls(q: QModel, source: Any, out_dir: str | Path, config: HLSConfig | 
     the IR and its weights are checked against the IR; the top level gains input scaling, score and comparators
     (firmware.hls.codegen). `tb_vectors` (raw input codes per set) feed tb_data/; by default
     `config.tb_vectors` events from firmware.hls.vectors."""
-    from firmware.emulator import emulate
+    from l1ad.firmware.emulator import emulate
 
     from .vectors import make_vectors
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware.ir import QModel
+from l1ad.firmware.ir import QModel
 
 SET_FRACTIONS = (("zero_bias", 0.4), ("signal", 0.3), ("edge", 0.3))
 
@@ -27,8 +27,8 @@ def split_counts(n: int) -> dict[str, int]:
 
 def _physics(q: QModel, n: int, signal: bool, seed: int) -> np.ndarray:
     if q.n_inputs == 57 and q.input.format.contains(np.array([65535, -460])).all():
-        from trigger.l1units import hw_inputs
-        from trigger.toy import toy_events
+        from l1ad.trigger.l1units import hw_inputs
+        from l1ad.trigger.toy import toy_events
 
         return hw_inputs(toy_events(n, signal=signal, seed=seed).objects).astype(np.int64)
     rng = np.random.default_rng(seed)

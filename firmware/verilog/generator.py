@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.fixed import FixedFormat, requantize
+from l1ad.firmware.fixed import FixedFormat, requantize
 
 from .config import BX_NS, VerilogConfig
 from .rtl import (Module, Pipe, Planner, Sig, Term, add_const, add_terms, adder_tree, as_const, bits_for, combine, csd, ext,
@@ -63,7 +63,7 @@ class Design:
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write every module, the file list and design.json into out_dir (atomically per file)."""
-        from trigger.atomic import write_json_atomic, write_text_atomic
+        from l1ad.trigger.atomic import write_json_atomic, write_text_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

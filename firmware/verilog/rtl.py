@@ -19,8 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from firmware.fixed import FixedFormat
-from firmware.fixed import requantize as _requantize
+from l1ad.firmware.fixed import FixedFormat
+from l1ad.firmware.fixed import requantize as _requantize
 
 # ---------------------------------------------------------------------------------------------- integers
 

@@ -140,7 +140,7 @@ def write_report(out_dir: str | Path, design: Any, *, timeout: float | None = No
                  sweep: list[dict] | None = None) -> dict[str, Any]:
     """Synthesize the design written in out_dir and write report.json and report.txt (latency, the pipelining
     sweep if given, resources)."""
-    from trigger.atomic import write_json_atomic, write_text_atomic
+    from l1ad.trigger.atomic import write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
     meta = design.meta

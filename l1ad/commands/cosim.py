@@ -25,8 +25,8 @@ def command(rtl_dir: str, data_file: str | None, n_events: int, n_random: int | 
             bubble: float, seed: int, out_file: str | None) -> None:
     """Stream input vectors through the RTL in RTL_DIR (one per clock, with bubbles and runtime threshold
     writes) and compare every output bit with firmware.emulate. Fails (exit 1) on any mismatch."""
-    from sim.cosim import cosim, default_vectors, events_to_codes, load_design
-    from trigger.atomic import write_json_atomic
+    from l1ad.sim.cosim import cosim, default_vectors, events_to_codes, load_design
+    from l1ad.trigger.atomic import write_json_atomic
 
     _, qm = load_design(rtl_dir)
     data = events_to_codes(qm, data_file, n_events) if data_file else None

@@ -16,7 +16,7 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def info(file: str, as_json: bool) -> None:
     """Event count, object multiplicities per type and the weight sum of FILE."""
-    from trigger.io import describe
+    from l1ad.trigger.io import describe
 
     d = describe(file)
     if as_json:
@@ -44,7 +44,7 @@ def plot(file: str, out_dir: str | None) -> None:
     """Validation plots of FILE: multiplicities, pT / eta spectra, m_jj, weights."""
     from pathlib import Path
 
-    from trigger.data_plots import plot_file
+    from l1ad.trigger.data_plots import plot_file
 
     out = Path(out_dir) if out_dir else Path(file).with_name(Path(file).stem + "_plots")
     for p in plot_file(file, out):
@@ -74,7 +74,7 @@ def generate(out_dir: str, quick: bool, config_file: str | None, seed: int | Non
 
     import yaml
 
-    from trigger.generation import GenerationConfig, generate as run_generation
+    from l1ad.trigger.generation import GenerationConfig, generate as run_generation
 
     fields: dict = {}
     if config_file:

@@ -38,12 +38,12 @@ def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | No
 
     import yaml
 
-    from firmware.hls import HLSConfig, export_hls, verify_project
-    from firmware.hls.frontends import (DEFAULT_INPUT_FORMAT, QONNX_FILE, framework_agreement, qmodel_from_trained,
+    from l1ad.firmware.hls import HLSConfig, export_hls, verify_project
+    from l1ad.firmware.hls.frontends import (DEFAULT_INPUT_FORMAT, QONNX_FILE, framework_agreement, qmodel_from_trained,
                                         thresholds_from_rates)
-    from firmware.hls.vectors import make_vectors
-    from trigger.atomic import write_json_atomic
-    from trigger.modeldir import load_model
+    from l1ad.firmware.hls.vectors import make_vectors
+    from l1ad.trigger.atomic import write_json_atomic
+    from l1ad.trigger.modeldir import load_model
 
     cfg = HLSConfig()
     if config_path is not None:

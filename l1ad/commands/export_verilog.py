@@ -11,7 +11,7 @@ def load_qmodel(source: str | Path, work_dir: str | Path, *, input_format: str |
     """A QModel from: a qmodel.json file, a folder holding qmodel.json (an HLS or Verilog export), or a trained
     model directory (trigger.modeldir; QKeras or Brevitas, imported through firmware). With `rates` (an `l1ad
     rates` report) the thresholds are set from its score thresholds."""
-    from firmware.ir import QModel
+    from l1ad.firmware.ir import QModel
 
     p = Path(source)
     if p.is_file():
@@ -19,13 +19,13 @@ def load_qmodel(source: str | Path, work_dir: str | Path, *, input_format: str |
     elif (p / "qmodel.json").is_file():
         q = QModel.load(p / "qmodel.json")
     else:
-        from firmware.hls.frontends import DEFAULT_INPUT_FORMAT, qmodel_from_trained
-        from trigger.modeldir import load_model
+        from l1ad.firmware.hls.frontends import DEFAULT_INPUT_FORMAT, qmodel_from_trained
+        from l1ad.trigger.modeldir import load_model
 
         tm = load_model(p)
         q, _ = qmodel_from_trained(tm, work_dir, input_format=input_format or DEFAULT_INPUT_FORMAT)
     if rates is not None:
-        from firmware.hls.frontends import thresholds_from_rates
+        from l1ad.firmware.hls.frontends import thresholds_from_rates
 
         q = q.with_thresholds(thresholds_from_rates(q, rates))
     return q
@@ -55,8 +55,8 @@ def verilog(model_dir: str, out_dir: str, report: bool, rates_json: str | None, 
     """Fully unrolled, pipelined Verilog (one event per clock) of MODEL_DIR: a trained model directory, a
     qmodel.json, or a folder holding one. Writes one module per block, design.json (ports, latency) and
     qmodel.json; prints the latency and whether it fits one / two bunch crossings."""
-    from firmware.verilog import VerilogConfig, export_verilog
-    from firmware.verilog.yosys import format_table, write_report
+    from l1ad.firmware.verilog import VerilogConfig, export_verilog
+    from l1ad.firmware.verilog.yosys import format_table, write_report
 
     over = {k: v for k, v in dict(top=top, clock_mhz=clock_mhz, levels_per_stage=levels_per_stage,
                                   multiplier=multiplier, square=square, expose_outputs=expose_outputs).items()

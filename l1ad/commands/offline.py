@@ -14,18 +14,18 @@ def command() -> None:
 # ---------------------------------------------------------------------- weak supervision / NPLM / reach
 def _dijet_sample(events: str | None, n_bkg: int, s_over_b: float, seed: int, signal_process: str):
     """Events from a file (dijet offline fields) or the synthetic LHCO-like toy."""
-    from offline import lhco_toy
-    from offline.dijet import DijetSample
+    from l1ad.offline import lhco_toy
+    from l1ad.offline.dijet import DijetSample
 
     if events:
-        from trigger.io import read_events
+        from l1ad.trigger.io import read_events
 
         return DijetSample.from_batch(read_events(events), signal_processes=(signal_process,), source=events)
     return lhco_toy.make_dataset(n_bkg, s_over_b, seed=seed)
 
 
 def _echo_json(obj) -> None:
-    from trigger.atomic import _json_default
+    from l1ad.trigger.atomic import _json_default
 
     click.echo(json.dumps(obj, indent=2, default=_json_default))
 
@@ -48,8 +48,8 @@ def cwola_cmd(events, n_bkg, s_over_b, signal_process, hunt, classifier, efficie
 
     import numpy as np
 
-    from offline.classify import ClassifierConfig
-    from trigger.atomic import write_json_atomic
+    from l1ad.offline.classify import ClassifierConfig
+    from l1ad.trigger.atomic import write_json_atomic
 
     sample = _dijet_sample(events, n_bkg, s_over_b, seed, signal_process)
     clf = ClassifierConfig(kind=classifier, seed=seed)
@@ -57,7 +57,7 @@ def cwola_cmd(events, n_bkg, s_over_b, signal_process, hunt, classifier, efficie
         clf = clf.model_copy(update={"n_folds": 3, "n_ensemble": 1, "max_iter": 60, "epochs": 10})
     out = Path(out_dir)
     if hunt:
-        from offline.cwola_hunting import HuntConfig, cwola_hunt, plot_hunt
+        from l1ad.offline.cwola_hunting import HuntConfig, cwola_hunt, plot_hunt
 
         res = cwola_hunt(sample, HuntConfig(classifier=clf, efficiency=efficiency, seed=seed), log=click.echo)
         s = res.summary()
@@ -65,8 +65,8 @@ def cwola_cmd(events, n_bkg, s_over_b, signal_process, hunt, classifier, efficie
         plot_hunt(res, out / "hunt.png")
         _echo_json({k: s[k] for k in ("best", "p_min", "global_p_sidak", "global_z_sidak")})
         return
-    from offline.cwola import CWoLaConfig, train_cwola
-    from offline.sic import sic_curve
+    from l1ad.offline.cwola import CWoLaConfig, train_cwola
+    from l1ad.offline.sic import sic_curve
 
     res = train_cwola(sample, CWoLaConfig(classifier=clf))
     summary = {"n_sr": int(res.sr_index.size), "n_sb": int(res.sb_index.size),
@@ -97,8 +97,8 @@ def cathode_cmd(n_bkg, s_over_b, methods, background, signal, small, seed, out_d
     """CATHODE and the weak-supervision SIC benchmark (all methods, several S/B): sic.png, sic_table.md/json.
     On the LHCO-like toy by default, or on event files (--background and --signal, every event of each file
     taken as background resp. signal)."""
-    from offline.dijet import DijetSample
-    from offline.weak_study import SICStudyConfig, run_sic_study, small_config
+    from l1ad.offline.dijet import DijetSample
+    from l1ad.offline.weak_study import SICStudyConfig, run_sic_study, small_config
 
     if (background is None) != (signal is None):
         raise click.UsageError("--background and --signal go together")
@@ -106,7 +106,7 @@ def cathode_cmd(n_bkg, s_over_b, methods, background, signal, small, seed, out_d
     cfg = small_config(**over) if small else SICStudyConfig(n_bkg=n_bkg, **over)
     samples = {}
     if background is not None:
-        from trigger.io import read_events
+        from l1ad.trigger.io import read_events
 
         for key, path in (("background", background), ("signal", signal)):
             batch = read_events(path)
@@ -141,29 +141,29 @@ def nplm_cmd(reference, data, fields, n_expected, model, n_toys, scheduler, work
 
     import numpy as np
 
-    from offline import nplm
-    from trigger.atomic import write_json_atomic
+    from l1ad.offline import nplm
+    from l1ad.trigger.atomic import write_json_atomic
 
     cfg = nplm.NPLMConfig(model=model, n_toys=n_toys, seed=seed)
     if reference or data:
         if not (reference and data):
             raise click.UsageError("give both --reference and --data (or neither, for the toy)")
-        from trigger.io import read_events
+        from l1ad.trigger.io import read_events
 
         names = [f.strip() for f in fields.split(",") if f.strip()]
         rb, db = read_events(reference), read_events(data)
         for b, src in ((rb, reference), (db, data)):
             missing = [f for f in names if f not in b.offline]
             if missing:
-                from trigger.events import EventDataError
+                from l1ad.trigger.events import EventDataError
 
                 raise EventDataError(f"offline fields {missing} missing (have {sorted(b.offline)})", source=src, field=missing[0])
         X_ref = np.column_stack([rb.offline[f] for f in names])
         X_data = np.column_stack([db.offline[f] for f in names])
         w_ref, w_data = rb.weight, db.weight
     else:
-        from offline import lhco_toy
-        from offline.reach import _nplm_inputs
+        from l1ad.offline import lhco_toy
+        from l1ad.offline.reach import _nplm_inputs
 
         sr = lhco_toy.DEFAULT.signal_region
         rng = np.random.default_rng(seed)
@@ -190,7 +190,7 @@ def nplm_cmd(reference, data, fields, n_expected, model, n_toys, scheduler, work
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/offline/reach", show_default=True)
 def reach_cmd(methods, small, n_toys, scheduler, seed, out_dir) -> None:
     """Discovery reach: injected S/B for median 3 and 5 sigma per method (table + plot)."""
-    from offline.reach import ReachConfig, run_reach, small_config
+    from l1ad.offline.reach import ReachConfig, run_reach, small_config
 
     over = {"methods": tuple(m.strip() for m in methods.split(",") if m.strip()), "seed": seed}
     if n_toys:

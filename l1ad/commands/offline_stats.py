@@ -16,15 +16,15 @@ import numpy as np
 
 def _read(paths: Sequence[str]):
     """Read and concatenate event files (a hook the tests replace)."""
-    from trigger.events import EventBatch
-    from trigger.io import read_events
+    from l1ad.trigger.events import EventBatch
+    from l1ad.trigger.io import read_events
 
     batches = [read_events(p) for p in paths]
     return batches[0] if len(batches) == 1 else EventBatch.concat(batches)
 
 
 def _echo(obj) -> None:
-    from trigger.atomic import _json_default
+    from l1ad.trigger.atomic import _json_default
 
     click.echo(json.dumps(obj, indent=2, default=_json_default))
 
@@ -56,8 +56,8 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 
 def _features(batch, spec: str, source: str) -> tuple[np.ndarray, list[str]]:
     """'summary' | 'l1' | comma-separated offline fields -> (N, d) array and feature names."""
-    from offline.baselines import SUMMARY_FEATURES, event_features
-    from trigger.events import EventDataError
+    from l1ad.offline.baselines import SUMMARY_FEATURES, event_features
+    from l1ad.trigger.events import EventDataError
 
     if spec in ("summary", "l1"):
         x = event_features(batch, spec)
@@ -94,10 +94,10 @@ def _features(batch, spec: str, source: str) -> tuple[np.ndarray, list[str]]:
 def bumphunt_cmd(events, field_, bins, mrange, log_bins, widths, sideband_factor, n_toys, n_params, sqrt_s, alpha,
                  background_file, config_file, seed, out_dir) -> None:
     """Sliding-window bump hunt of EVENTS' m_jj (or m_JJ) spectrum: fit, scan, toy / Gross-Vitells / EC global p."""
-    from offline.bumphunt import BumpHuntConfig, scan
-    from offline.plots_stats import plot_bumphunt_fit, plot_bumphunt_scan, plot_global_pvalue
-    from trigger.atomic import write_json_atomic
-    from trigger.events import EventDataError
+    from l1ad.offline.bumphunt import BumpHuntConfig, scan
+    from l1ad.offline.plots_stats import plot_bumphunt_fit, plot_bumphunt_scan, plot_global_pvalue
+    from l1ad.trigger.atomic import write_json_atomic
+    from l1ad.trigger.events import EventDataError
 
     cfg_d = _load_yaml_section(config_file, "bumphunt")
     for key, val in (("widths", _ints(widths)), ("sideband_factor", sideband_factor), ("n_toys", n_toys),
@@ -147,8 +147,8 @@ def bumphunt_cmd(events, field_, bins, mrange, log_bins, widths, sideband_factor
 
 # ---------------------------------------------------------------------------------------------- conformal
 def _score_model(name: str, seed: int):
-    from offline.baselines import make_baseline
-    from offline.kde import KDE
+    from l1ad.offline.baselines import make_baseline
+    from l1ad.offline.kde import KDE
 
     if name == "kde":
         return KDE(standardize=True)
@@ -179,10 +179,10 @@ def _score_model(name: str, seed: int):
 def conformal_cmd(train_file, cal_file, test_files, score, features, cal_scores, test_scores, covariate, model, seed,
                   out_dir) -> None:
     """Split and conditional conformal p-values of test events against a background calibration set."""
-    from offline.conformal import ConformalConfig, conditional_pvalues, split_pvalues
-    from offline.plots_stats import plot_pvalue_hist
-    from trigger.atomic import atomic_path, write_json_atomic
-    from trigger.events import EventDataError
+    from l1ad.offline.conformal import ConformalConfig, conditional_pvalues, split_pvalues
+    from l1ad.offline.plots_stats import plot_pvalue_hist
+    from l1ad.trigger.atomic import atomic_path, write_json_atomic
+    from l1ad.trigger.events import EventDataError
 
     out = Path(out_dir)
     cal_b = _read([cal_file]) if cal_file else None
@@ -258,8 +258,8 @@ def twosample_cmd(data, reference, features, tests, n_perm, max_events, seed, ou
     With several features, ks and chi2 run on each feature separately; wasserstein is sliced; mmd and the
     classifier test use all features together.
     """
-    from offline.twosample import TESTS, TwoSampleConfig, test
-    from trigger.atomic import write_json_atomic
+    from l1ad.offline.twosample import TESTS, TwoSampleConfig, test
+    from l1ad.trigger.atomic import write_json_atomic
 
     names = TESTS if tests.strip() == "all" else tuple(t.strip() for t in tests.split(",") if t.strip())
     bad = [t for t in names if t not in TESTS]

@@ -29,9 +29,9 @@ def parse_signal(spec: str) -> tuple[str, Path]:
 def rates_for_model(model, zb, signals: Mapping, config, out_dir: str | Path) -> Path:
     """Score the zero-bias batch and each signal batch with `model.score(batch)`, evaluate, and write
     out_dir/rates.json (atomically) and the PNG plots. Returns the JSON path."""
-    from trigger.atomic import write_json_atomic
-    from trigger.rate_plots import write_plots
-    from trigger.rate_report import evaluate
+    from l1ad.trigger.atomic import write_json_atomic
+    from l1ad.trigger.rate_plots import write_plots
+    from l1ad.trigger.rate_report import evaluate
 
     report = evaluate(zb, model.score(zb), {k: (b, model.score(b)) for k, b in signals.items()}, config)
     out = Path(out_dir)
@@ -62,10 +62,10 @@ def command(model_dir, zb_file, signals, rates_khz, config_file, stat_method, cl
 
     import yaml
 
-    from trigger.io import read_events
-    from trigger.modeldir import load_model
-    from trigger.rate_report import RatesConfig
-    from trigger.rates import RateStatisticsWarning
+    from l1ad.trigger.io import read_events
+    from l1ad.trigger.modeldir import load_model
+    from l1ad.trigger.rate_report import RatesConfig
+    from l1ad.trigger.rates import RateStatisticsWarning
 
     fields = (yaml.safe_load(Path(config_file).read_text()) or {}) if config_file else {}
     if rates_khz is not None:

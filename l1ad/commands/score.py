@@ -20,9 +20,9 @@ def command(qmodel_path, files, out_dir, chunk_size, scheduler, workers) -> None
     """Score FILES (HDF5 / NanoAOD) with the bit-exact emulator of QMODEL_PATH (a qmodel.json with thresholds,
     e.g. OUT/rates/<front-end>/qmodel.json of `l1ad run`, or a Verilog export's qmodel.json): score codes and one
     trigger bit per threshold for every event, chunk by chunk on Dask, never loading a file whole."""
-    from firmware import QModel
-    from trigger.atomic import write_json_atomic
-    from trigger.io import count_events
+    from l1ad.firmware import QModel
+    from l1ad.trigger.atomic import write_json_atomic
+    from l1ad.trigger.io import count_events
 
     if chunk_size <= 0:
         raise click.BadParameter(f"--chunk-size must be positive, got {chunk_size}")
@@ -33,7 +33,7 @@ def command(qmodel_path, files, out_dir, chunk_size, scheduler, workers) -> None
     with contextlib.ExitStack() as stack:
         client = None
         if scheduler != "sync" and any(count_events(f) > chunk_size for f in files):
-            from offline.toys_dask import dask_client
+            from l1ad.offline.toys_dask import dask_client
 
             client = stack.enter_context(dask_client(scheduler, n_workers=workers))  # one cluster for all files
         for f in files:

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import click
 
-from trigger.models.backend import FRONTENDS
+from l1ad.trigger.models.backend import FRONTENDS
 
 
 def _read(data_file: Path, max_events: int | None):
     try:
-        from trigger.io import read_events
+        from l1ad.trigger.io import read_events
     except ImportError as e:  # pragma: no cover - until trigger.io exists
         raise click.ClickException(f"cannot read event files: trigger.io.read_events is unavailable ({e})") from None
     batch = read_events(data_file)
@@ -41,9 +41,9 @@ def _read(data_file: Path, max_events: int | None):
 def command(data_file: Path, frontend: str, arch_spec: str, out_dir: Path, epochs, batch_size, learning_rate, patience,
             val_fraction, seed, threads, max_events, latent_scan, no_progress) -> None:
     """Train on DATA_FILE (weighted zero-bias events) and write a model directory."""
-    from trigger.models.arch import ArchitectureConfig
-    from trigger.train import TrainingConfig, train_model
-    from trigger.train import latent_scan as run_scan
+    from l1ad.trigger.models.arch import ArchitectureConfig
+    from l1ad.trigger.train import TrainingConfig, train_model
+    from l1ad.trigger.train import latent_scan as run_scan
 
     arch = ArchitectureConfig.resolve(arch_spec)
     overrides = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,

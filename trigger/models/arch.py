@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trigger.events import N_FEATURES, N_INPUTS, N_OBJECTS
+from l1ad.trigger.events import N_FEATURES, N_INPUTS, N_OBJECTS
 
 from .quant import QuantFormat
 
@@ -186,6 +186,6 @@ class ArchitectureConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def config_hash(self) -> str:
-        from trigger.atomic import content_hash
+        from l1ad.trigger.atomic import content_hash
 
         return content_hash(self.model_dump(mode="json"))

@@ -51,7 +51,7 @@ class Backend:
 
     @cached_property
     def module(self) -> ModuleType:
-        return importlib.import_module(f"trigger.models.{_MODULES[self.name]}")
+        return importlib.import_module(f"l1ad.trigger.models.{_MODULES[self.name]}")
 
     def build(self, arch, seed: int, threads: int | None = None):
         return self.module.build(arch, seed, quantized=self.quantized, threads=threads)

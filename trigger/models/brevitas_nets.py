@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trigger.atomic import atomic_path
+from l1ad.trigger.atomic import atomic_path
 
 from .arch import ArchitectureConfig
 from .quant import QuantFormat

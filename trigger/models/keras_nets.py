@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from trigger.atomic import atomic_path
+from l1ad.trigger.atomic import atomic_path
 
 from .arch import ArchitectureConfig
 from .runtime import EpochMonitor, import_tf, seed_tf

@@ -1,0 +1,1 @@
+"""The built-in YAML configurations, shipped as package data (``l1ad.configs``)."""
