@@ -114,3 +114,40 @@ def test_rates_command(tmp_path, monkeypatch):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
     # a target above the zero-bias rate is a one-line user error
     assert main(["rates", str(tmp_path / "model"), str(zb_file), "--rates", "40000", "--out", str(out)]) == 2
+
+
+def test_unreachable_targets_are_flagged():
+    """Every event of a 1000-event sample carries 1/1000 of the zero-bias rate (~28.6 kHz): 1, 5 and 10 kHz all
+    land on the top score (nothing above), which rates.json must say, with the events needed."""
+    zb = _batch(1000, 6.0, 11)
+    scores = np.arange(1000, dtype=np.int64)
+    cfg = RatesConfig(target_rates_khz=(1, 5, 10, 100))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RateStatisticsWarning)
+        d = json.loads(json.dumps(evaluate(zb, scores, None, cfg).to_dict()))
+    checks = {c["target_hz"]: c for c in d["threshold_checks"]}
+    for t in (1e3, 5e3, 1e4):
+        c = checks[t]
+        assert not c["reachable"] and c["threshold"] == 999 and c["rate_hz"] == 0.0
+        assert sorted(c["shared_with_hz"] + [t]) == [1e3, 5e3, 1e4]
+        assert c["zb_events_needed"] == int(np.ceil(10 * cfg.zb_rate_hz / t))
+        assert c["rate_if_lower_hz"] == pytest.approx(cfg.zb_rate_hz / 1000)
+        assert any(w.startswith(f"target {t / 1e3:g} kHz not reached") for w in d["warnings"])
+    c = checks[1e5]  # 3 events above: 85.8 kHz, within a factor 2 of the target
+    assert c["reachable"] and c["rate_hz"] == pytest.approx(3 * cfg.zb_rate_hz / 1000) and c["message"] == ""
+
+
+def test_tpr_carries_interval_and_statistics_flag():
+    zb, sig = _batch(4000, 6.0, 12), _batch(400, 25.0, 13)
+    m = ToyModel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RateStatisticsWarning)
+        d = evaluate(zb, m.score(zb), {"s": (sig, m.score(sig))}, RatesConfig(fpr_targets=(1e-5, 0.01))).to_dict()
+    low, high = d["signals"]["s"]["tpr_at_fpr"]
+    for t in (low, high):
+        assert t["tpr_step_lo"] <= t["tpr_step"] <= t["tpr_step_hi"]
+        eff = (m.score(sig) > t["threshold"]).mean()
+        assert t["tpr_step"] == pytest.approx(eff, abs=1e-12)
+    assert not low["reliable"] and low["zb_events_needed"] == 1_000_000  # 10 events at FPR 1e-5
+    assert high["reliable"] and high["zb_events_needed"] == 1000
+    assert 0 < high["tpr_step_hi"] - high["tpr_step_lo"] < 0.2

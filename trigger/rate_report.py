@@ -5,6 +5,7 @@ Works on score arrays and event batches only; the CLI (l1ad.commands.rates) load
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -14,7 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .events import EventBatch
 from .menu import MenuConfig, MenuRates, menu_fires, menu_rates, pure_fraction, seed_decisions
-from .performance import DEFAULT_FPR, RocCurve, TprAtFpr, efficiencies_at_rates, efficiency_curve, roc_curve, tpr_at_fpr
+from .performance import (
+    DEFAULT_FPR,
+    RocCurve,
+    TprAtFpr,
+    efficiencies_at_rates,
+    efficiency,
+    efficiency_curve,
+    roc_curve,
+    tpr_at_fpr,
+)
 from .rates import (
     LHC_BUNCH_SLOTS,
     LHC_COLLIDING_BUNCHES,
@@ -47,6 +57,8 @@ class RatesConfig(BaseModel):
     fpr_targets: tuple[float, ...] = (DEFAULT_FPR,)
     min_effective_events: float = Field(MIN_EFFECTIVE_EVENTS, ge=0)
     curve_points: int = Field(300, ge=2)
+    #: a reached rate below this fraction of its target is flagged as "target not reached"
+    min_rate_fraction: float = Field(0.5, gt=0, le=1)
 
     @field_validator("target_rates_khz")
     @classmethod
@@ -92,11 +104,12 @@ class SignalReport:
     efficiency_curve: np.ndarray  # at the report's rate-curve thresholds
     menu_efficiency: dict
     pure_efficiency_at_rate: list[dict]
+    tpr_checks: list[dict] = field(default_factory=list)  # per FPR target: interval and statistics (tpr_check)
 
     def to_dict(self) -> dict:
         return {
             "n_events": self.n_events, "n_eff": self.n_eff, "auc": self.roc.auc,
-            "tpr_at_fpr": [t.to_dict() for t in self.tpr],
+            "tpr_at_fpr": [{**t.to_dict(), **c} for t, c in zip(self.tpr, self.tpr_checks)],
             "efficiency_at_rate": self.efficiency_at_rate,
             "menu_efficiency": self.menu_efficiency,
             "pure_efficiency_at_rate": self.pure_efficiency_at_rate,
@@ -115,6 +128,7 @@ class RatesReport:
     pure_rates: list[dict]
     signals: dict[str, SignalReport] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    threshold_checks: list[dict] = field(default_factory=list)  # per target: check_thresholds
 
     def to_dict(self) -> dict:
         return {
@@ -135,6 +149,7 @@ class RatesReport:
             "menu": self.menu.to_dict(),
             "pure_rates": self.pure_rates,
             "signals": {k: v.to_dict() for k, v in self.signals.items()},
+            "threshold_checks": self.threshold_checks,
             "warnings": self.warnings,
         }
 
@@ -181,7 +196,9 @@ def evaluate(
                        "score_dtype": str(dist.sorted.dtype), "score_min": dist.sorted[0].item(),
                        "score_max": dist.sorted[-1].item()},
             thresholds=ths, curve=curve, menu=menu, pure_rates=pure,
+            threshold_checks=check_thresholds(ths, dist.n_eff, zb_rate, cfg.min_rate_fraction, cfg.min_effective_events),
         )
+        report.warnings.extend(c["message"] for c in report.threshold_checks if not c["reachable"])
         for name, (batch, scores) in (signals or {}).items():
             report.signals[name] = _signal(name, batch, _check(batch, scores, f"signal {name!r}"), zb_scores, zb, ths, curve, cfg)
     for w in caught:
@@ -202,6 +219,7 @@ def _signal(name, batch, scores, zb_scores, zb, ths, curve, cfg) -> SignalReport
         for w in caught:  # name the signal in the message
             warnings.warn(f"signal {name!r}: {w.message}", w.category, stacklevel=2)
         tprs.append(t)
+    checks = [tpr_check(scores, batch.weight, t, cfg) for t in tprs]
     menu_fired = menu_fires(batch, cfg.menu)
     pure = []
     for th in ths:
@@ -213,5 +231,51 @@ def _signal(name, batch, scores, zb_scores, zb, ths, curve, cfg) -> SignalReport
         efficiency_at_rate=efficiencies_at_rates(scores, ths, batch.weight, **stat),
         efficiency_curve=efficiency_curve(scores, curve.thresholds, batch.weight),
         menu_efficiency=weighted_fraction(menu_fired, batch.weight, **stat).to_dict("efficiency"),
-        pure_efficiency_at_rate=pure,
+        pure_efficiency_at_rate=pure, tpr_checks=checks,
     )
+
+
+def zb_events_needed(rate_fraction: float, min_effective_events: float) -> int:
+    """Effective zero-bias events needed so that `min_effective_events` lie above a threshold passing the
+    weighted fraction `rate_fraction` (rate / zero-bias rate, or an FPR)."""
+    return int(math.ceil(min_effective_events / rate_fraction))
+
+
+def check_thresholds(ths: list[ThresholdResult], n_eff: float, zb_rate_hz: float, min_rate_fraction: float,
+                     min_effective_events: float) -> list[dict]:
+    """Is each target rate reached? A target is unreachable when its reached rate lies below
+    `min_rate_fraction` x target (the zero-bias sample has no score whose rate falls near the target: the rate
+    jumps from `rate_hz` to `rate_if_lower_hz` across one score step), and in any case when it shares its
+    threshold with another target. Each entry names the reason and the effective zero-bias events needed."""
+    out = []
+    for th in ths:
+        shared = [t.target_hz for t in ths if t.threshold == th.threshold and t is not th]
+        ratio = th.rate_hz / th.target_hz
+        needed = zb_events_needed(th.target_hz / zb_rate_hz, min_effective_events)
+        reasons = []
+        if ratio < min_rate_fraction:
+            reasons.append(f"reached rate {th.rate_hz / 1e3:.4g} kHz is {th.target_hz / max(th.rate_hz, 1e-300):.3g}x "
+                           f"below the target" if th.rate_hz > 0 else "no zero-bias event lies above the threshold")
+        if shared:
+            reasons.append("shares its threshold with the " + ", ".join(f"{t / 1e3:g}" for t in shared) + " kHz target(s)")
+        msg = ""
+        if reasons:
+            msg = (f"target {th.target_hz / 1e3:g} kHz not reached: " + "; ".join(reasons)
+                   + f"; the next lower threshold gives {th.rate_if_lower_hz / 1e3:.4g} kHz. The zero-bias sample "
+                   f"(n_eff {n_eff:.4g}) is too coarse here: about {needed:,} effective events are needed "
+                   f"({min_effective_events:g} above the threshold)")
+        out.append({"target_hz": th.target_hz, "threshold": th.threshold, "rate_hz": th.rate_hz,
+                    "rate_over_target": ratio, "rate_if_lower_hz": th.rate_if_lower_hz, "shared_with_hz": shared,
+                    "reachable": not reasons, "zb_n_eff": n_eff, "zb_events_needed": needed, "message": msg})
+    return out
+
+
+def tpr_check(scores: np.ndarray, weights: np.ndarray, t: TprAtFpr, cfg: RatesConfig) -> dict:
+    """The interval of the TPR at an FPR target (signal efficiency above the step threshold, weighted
+    Clopper-Pearson at cfg.cl) and whether the zero-bias sample resolves that FPR: `reliable` is false when fewer
+    than `min_effective_events` effective zero-bias events are expected at the FPR; `zb_events_needed` says how
+    many would be."""
+    e = efficiency(scores, t.threshold, weights, cl=cfg.cl, method=cfg.stat_method)
+    needed = zb_events_needed(t.fpr, cfg.min_effective_events)
+    return {"tpr_step_lo": e.lo, "tpr_step_hi": e.hi, "interval": f"{cfg.stat_method}, CL {cfg.cl:.3g} (signal statistics)",
+            "reliable": bool(t.bkg_n_eff * t.fpr >= cfg.min_effective_events), "zb_events_needed": needed}
