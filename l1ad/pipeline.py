@@ -144,7 +144,8 @@ def stage_rates(ctx: StageContext, work: Path) -> dict:
         d = rep.to_dict()
         (work / fe).mkdir()
         write_json_atomic(work / fe / "rates.json", d)
-        write_plots(rep, work / fe)
+        lsb = 2.0 ** -firmware.QModel.load(ctx.path("firmware") / fe / "qmodel.json").score_format.frac if kind == "int" else None
+        write_plots(rep, work / fe, score_lsb=lsb)  # thresholds in score units, codes beside them
         entry = {
             "auc": {s: v["auc"] for s, v in d["signals"].items()},
             "tpr_at_1e-5": {s: v["tpr_at_fpr"][0]["tpr"] for s, v in d["signals"].items()},

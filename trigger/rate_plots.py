@@ -1,5 +1,8 @@
-"""Plots of a RatesReport (mplhep style, PNG, written atomically): the rate curve with its band and the target
-rates, ROC curves on a log-FPR axis, and signal efficiency versus trigger rate."""
+"""Plots of a RatesReport (mplhep style with the "l1ad Simulation" label, PNG, written atomically): the rate curve
+with its band and the target rates, ROC curves on a log-FPR axis, and signal efficiency versus trigger rate.
+
+Integer score codes are drawn in score units when the score's LSB is given (the code on a second axis), and
+targets that the zero-bias sample cannot resolve (rates.json `threshold_checks`) are marked as not reached."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -11,8 +14,20 @@ from .atomic import atomic_path
 from .rate_report import RatesReport
 
 
+#: the experiment-style label on every plot: neutral (no experiment's name is claimed for this simulation)
+LABEL_EXP, LABEL_TEXT = "l1ad", "Simulation"
+
+
+def experiment_label(ax, rlabel: str = "", loc: int = 0) -> None:
+    """The mplhep experiment-style label ("l1ad Simulation") on an axis (loc 0: above it; 1, 2: inside, top
+    left), `rlabel` on the right above it."""
+    import mplhep
+
+    mplhep.label.exp_label(exp=LABEL_EXP, llabel=LABEL_TEXT, rlabel=rlabel, loc=loc, ax=ax)
+
+
 @contextmanager
-def _figure(path: Path, figsize=(8, 6)):
+def _figure(path: Path, figsize=(8, 6), rlabel: str = "", label_loc: int = 0):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,6 +38,7 @@ def _figure(path: Path, figsize=(8, 6)):
         fig, ax = plt.subplots(figsize=figsize)
         try:
             yield fig, ax
+            experiment_label(ax, rlabel, label_loc)
             fig.tight_layout()
             with atomic_path(path, suffix=".png") as tmp:
                 fig.savefig(tmp, dpi=110, format="png")
@@ -30,25 +46,43 @@ def _figure(path: Path, figsize=(8, 6)):
             plt.close(fig)
 
 
-def plot_rate_curve(report: RatesReport, path: str | Path) -> Path:
-    """Rate [kHz] versus threshold with the interval band; target rates and chosen thresholds marked."""
+def threshold_label(threshold: int | float, score_lsb: float | None) -> str:
+    """A threshold in score units with its integer code beside it (codes with a known LSB), else as it is."""
+    if score_lsb is not None and float(threshold).is_integer():
+        return f"{threshold * score_lsb:.6g} (code {int(threshold)})"
+    return f"{threshold:.6g}"
+
+
+def plot_rate_curve(report: RatesReport, path: str | Path, *, score_lsb: float | None = None) -> Path:
+    """Rate [kHz] versus threshold with the interval band; target rates and chosen thresholds marked, targets the
+    sample cannot resolve drawn as crosses. With `score_lsb`, integer codes are shown in score units (code x LSB)
+    with the code on the top axis."""
     path = Path(path)
     c = report.curve
+    scale = score_lsb if score_lsb is not None else 1.0
+    checks = {ck["target_hz"]: ck for ck in report.threshold_checks}
     with _figure(path) as (fig, ax):
-        x = np.asarray(c.thresholds, dtype=np.float64)
+        x = np.asarray(c.thresholds, dtype=np.float64) * scale
         pos = c.rate_hz > 0
         ax.fill_between(x, c.rate_lo_hz / 1e3, c.rate_hi_hz / 1e3, step="post", alpha=0.3, color="C0",
                         label=f"{c.method}, CL {c.cl:.3g}")
         ax.step(x[pos], c.rate_hz[pos] / 1e3, where="post", color="C0", label="rate (score > threshold)")
         for i, th in enumerate(report.thresholds):
             color = f"C{(i + 1) % 10}"
+            ok = checks.get(th.target_hz, {}).get("reachable", True)
             ax.axhline(th.target_hz / 1e3, ls="--", lw=1, color=color)
-            ax.plot([th.threshold], [th.target_hz / 1e3], "o", color=color,
-                    label=f"{th.target_hz / 1e3:g} kHz: threshold {th.threshold:.6g}")
+            what = threshold_label(th.threshold, score_lsb)
+            if ok:
+                ax.plot([th.threshold * scale], [th.target_hz / 1e3], "o", color=color,
+                        label=f"{th.target_hz / 1e3:g} kHz: threshold {what}")
+            else:
+                ax.plot([th.threshold * scale], [th.target_hz / 1e3], "x", ms=10, mew=2, color=color,
+                        label=f"{th.target_hz / 1e3:g} kHz NOT REACHED: {th.rate_hz / 1e3:.3g} kHz at {what}")
         ax.set_yscale("log")
         positive = np.r_[c.rate_hi_hz[c.rate_hi_hz > 0], [t.target_hz for t in report.thresholds]]
         ax.set_ylim(bottom=positive.min() / 1e3 / 3)
-        ax.set_xlabel("anomaly-score threshold")
+        ax.ticklabel_format(axis="x", useOffset=False)
+        ax.set_xlabel("anomaly-score threshold" + (" [score units]" if score_lsb is not None else ""))
         ax.set_ylabel("L1 rate [kHz]")
         ax.legend(fontsize="x-small", loc="upper right")
     return path
@@ -57,7 +91,7 @@ def plot_rate_curve(report: RatesReport, path: str | Path) -> Path:
 def plot_roc(report: RatesReport, path: str | Path) -> Path:
     """ROC curves of every signal against zero bias, log FPR axis, with the FPR targets marked."""
     path = Path(path)
-    with _figure(path) as (fig, ax):
+    with _figure(path, label_loc=2) as (fig, ax):  # the top axis carries the rate: label inside
         for i, (name, s) in enumerate(report.signals.items()):
             d = s.roc.downsampled(400)
             f, t = np.asarray(d["fpr"]), np.asarray(d["tpr"])
@@ -65,6 +99,12 @@ def plot_roc(report: RatesReport, path: str | Path) -> Path:
             ax.plot(f[keep], t[keep], color=f"C{i % 10}", label=f"{name} (AUC {s.roc.auc:.3f})")
         for f in report.config.fpr_targets:
             ax.axvline(f, ls=":", color="grey")
+        n_eff = report.zero_bias.get("n_eff")
+        low = report.config.min_effective_events / n_eff if n_eff else 0.0
+        lo_x = min(report.config.fpr_targets) / 10
+        if low > lo_x:  # FPRs the zero-bias sample cannot resolve
+            ax.axvspan(lo_x, min(low, 1.0), color="grey", alpha=0.15,
+                       label=f"< {report.config.min_effective_events:g} effective zero-bias events")
         ax.set_xscale("log")
         ax.set_xlim(left=min(report.config.fpr_targets) / 10, right=1)
         ax.set_ylim(0, 1.02)
@@ -103,10 +143,11 @@ def plot_efficiency_vs_rate(report: RatesReport, path: str | Path) -> Path:
     return path
 
 
-def write_plots(report: RatesReport, out_dir: str | Path) -> list[Path]:
-    """All plots of the report into out_dir (ROC and efficiency only when there are signals)."""
+def write_plots(report: RatesReport, out_dir: str | Path, *, score_lsb: float | None = None) -> list[Path]:
+    """All plots of the report into out_dir (ROC and efficiency only when there are signals); `score_lsb`: the
+    value of one integer score code, to draw thresholds in score units."""
     out = Path(out_dir)
-    paths = [plot_rate_curve(report, out / "rate_curve.png")]
+    paths = [plot_rate_curve(report, out / "rate_curve.png", score_lsb=score_lsb)]
     if report.signals:
         paths += [plot_roc(report, out / "roc.png"), plot_efficiency_vs_rate(report, out / "efficiency_vs_rate.png")]
     return paths
