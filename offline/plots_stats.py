@@ -1,8 +1,11 @@
-"""Figures of the offline statistics (mplhep CMS style, PNG written atomically):
+"""Figures of the offline statistics (mplhep CMS style with the "l1ad Simulation" label, PNG written atomically):
 
-* `plot_bumphunt_fit`: the spectrum, the fitted background and the (n - mu)/sqrt(mu) residuals, with the most
+* `plot_bumphunt_fit`: the spectrum, the fitted background and the (n - mu)/sqrt(mu) pulls, with the most
   significant window and its sidebands marked;
-* `plot_bumphunt_scan`: local significance sqrt(t) versus window centre for each width;
+* `plot_bumphunt_scan`: the same spectrum, fit and pulls with, below them, the local significance sqrt(t)
+  versus window centre for each width and the global p-values;
+* `plot_nplm_null`: the NPLM null distribution as analysts draw it: histogram of the toy t's, the chi2 pdf with
+  the fitted dof, the observed t (an arrow at the edge when it lies far off the toys' range);
 * `plot_global_pvalue`: the global p-value versus the level u from toys (with a binomial band), Gross-Vitells
   and/or the Euler-characteristic formula, and the observed maximum;
 * `plot_pvalue_hist`: histograms of p-values against the uniform expectation;
@@ -26,6 +29,7 @@ __all__ = [
     "plot_conditional_rates",
     "plot_global_pvalue",
     "plot_loocv",
+    "plot_nplm_null",
     "plot_nuisance_fpr",
     "plot_pvalue_hist",
 ]
@@ -45,6 +49,9 @@ def _plt():
 def _save(fig, path: str | os.PathLike) -> Path:
     import matplotlib.pyplot as plt
 
+    from l1ad.trigger.rate_plots import experiment_label
+
+    experiment_label(fig.axes[0])
     target = Path(path)
     with atomic_path(target, suffix=target.suffix or ".png") as tmp:
         fig.savefig(tmp, format=(target.suffix.lstrip(".") or "png"), dpi=90, bbox_inches="tight")
@@ -52,40 +59,61 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return target
 
 
-def plot_bumphunt_fit(result, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}$ [GeV]") -> Path:
-    """Spectrum with fitted background and residual panel (a `offline.bumphunt.BumpHuntResult`)."""
-    plt, hep = _plt()
+def _spectrum(ax, rx, result, xlabel: str) -> None:
+    """Spectrum (points), fitted background, pulls (n - mu)/sqrt(mu), the excess window and its sidebands."""
+    _, hep = _plt()
     e, n = result.edges, result.counts
     mu = result.background
-    fig, (ax, rx) = plt.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}, figsize=(10, 9))
     mids = 0.5 * (e[:-1] + e[1:])
-    ax.errorbar(mids, n, yerr=np.sqrt(np.maximum(n, 1)) * (n > 0), fmt="o", ms=3, color="k", label="data")
+    ax.errorbar(mids, n, yerr=np.sqrt(np.maximum(n, 1)) * (n > 0), fmt="o", ms=3, color="k", label="pseudo-data")
     if mu is not None:
         label = f"dijet fit ({result.fit.n_params} par.)" if result.fit is not None else "background"
         hep.histplot(mu, e, ax=ax, color="C0", label=label)
         res = (n - mu) / np.sqrt(np.maximum(mu, 1e-12))
         rx.bar(mids, res, width=np.diff(e), color="C0", alpha=0.6)
+        lim = max(3.0, float(np.nanmax(np.abs(res))) * 1.15) if res.size else 3.0
+        rx.set_ylim(-lim, lim)
     rx.axhline(0, color="k", lw=0.8)
     b = result.best
     for a in (ax, rx):
-        a.axvspan(b["m_lo"], b["m_hi"], color="C3", alpha=0.15, label="best window" if a is ax else None)
+        a.axvspan(b["m_lo"], b["m_hi"], color="C3", alpha=0.18, label="excess window" if a is ax else None)
         a.axvspan(b["sideband_lo"], b["m_lo"], color="C2", alpha=0.08, label="sidebands" if a is ax else None)
         a.axvspan(b["m_hi"], b["sideband_hi"], color="C2", alpha=0.08)
     ax.set_yscale("log")
+    if e[0] > 0 and e[-1] / e[0] > 5:  # a falling spectrum over a decade or more: log mass axis, plain ticks
+        from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+        ax.set_xscale("log")
+        nice = [m * 10.0**k for k in range(0, 6) for m in (1, 2, 3, 5)]
+        ticks = [v for v in nice if e[0] <= v <= e[-1]]
+        for a in (ax, rx):
+            a.xaxis.set_major_locator(FixedLocator(ticks))
+            a.xaxis.set_major_formatter(ScalarFormatter())
+            a.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("Events / bin")
-    txt = f"$Z_{{local}}$ = {b['z_local']:.2f}"
+    txt = f"window {b['m_lo']:.0f}-{b['m_hi']:.0f} GeV: $Z_{{local}}$ = {b['z_local']:.2f}"
     if result.fit is not None:
         txt += f"\nfit: dev/ndf = {result.fit.deviance:.1f}/{result.fit.ndof}"
-    ax.legend(title=txt, fontsize="small")
-    rx.set_ylabel(r"$(n-\mu)/\mu^{1/2}$")
+    ax.legend(title=txt, fontsize="x-small", title_fontsize="x-small", loc="upper right")
+    rx.set_ylabel(r"$(n-\mu)/\mu^{1/2}$", fontsize="small")
     rx.set_xlabel(xlabel)
+
+
+def plot_bumphunt_fit(result, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}$ [GeV]") -> Path:
+    """Spectrum with fitted background and pull panel (a `offline.bumphunt.BumpHuntResult`)."""
+    plt, _ = _plt()
+    fig, (ax, rx) = plt.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}, figsize=(10, 9))
+    _spectrum(ax, rx, result, xlabel)
     return _save(fig, path)
 
 
-def plot_bumphunt_scan(result, path: str | os.PathLike, *, xlabel: str = r"window centre $m_0$ [GeV]") -> Path:
-    """Local significance sqrt(t(m0)) per window width."""
+def plot_bumphunt_scan(result, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}$ [GeV]") -> Path:
+    """Spectrum, fit and pulls (as `plot_bumphunt_fit`) above the local significance sqrt(t(m0)) per window
+    width versus the window centre, with the global p-values."""
     plt, _ = _plt()
-    fig, ax = plt.subplots(figsize=(10, 7))
+    fig, (sx, rx, ax) = plt.subplots(3, 1, sharex=True, figsize=(10, 12),
+                                     gridspec_kw={"height_ratios": [3, 1, 2], "hspace": 0.06})
+    _spectrum(sx, rx, result, "")
     z = result.local_z
     for j, w in enumerate(result.widths):
         ok = np.isfinite(z[j])
@@ -102,11 +130,52 @@ def plot_bumphunt_scan(result, path: str | os.PathLike, *, xlabel: str = r"windo
         lines.append(f"Gross-Vitells: $p$ = {result.global_p_gv:.3g} ($Z$ = {result.global_z_gv:.2f})")
     if result.global_p_ec is not None:
         lines.append(f"Euler char.: $p$ = {result.global_p_ec:.3g} ($Z$ = {result.global_z_ec:.2f})")
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(f"{xlabel} (window centre in the bottom panel)")
     ax.set_ylabel(r"local $Z = t^{1/2}$")
-    ax.set_ylim(0, max(3.0, 1.6 * b["z_local"]))
+    ax.set_ylim(0, max(3.0, 1.8 * b["z_local"]))
     ax.legend(title="\n".join(["global:"] + lines) if lines else None, fontsize="x-small", title_fontsize="x-small",
-              ncols=3, loc="upper center")
+              loc="upper right")
+    return _save(fig, path)
+
+
+def plot_nplm_null(result, path: str | os.PathLike, *, title: str = "", nominal_dof: float | None = None) -> Path:
+    """NPLM null distribution (`offline.nplm.NPLMResult`): histogram of the toy t's, the chi2 pdf with the
+    fitted dof (dotted when a KS test rejects it) and with `nominal_dof` if given, and the observed t. The x
+    range follows the toys; an observed t far outside it is shown as an arrow at the edge with its value."""
+    from scipy import stats
+
+    plt, _ = _plt()
+    t = np.asarray(result.t_toys, dtype=float)
+    q_lo, q_hi = (np.percentile(t, [0, 100]) if t.size else (0.0, 1.0))
+    span = max(q_hi - q_lo, 1e-9)
+    lo, hi = min(0.0, q_lo - 0.1 * span), q_hi + 0.4 * span
+    t_obs = float(result.t_obs)
+    inside = lo - span <= t_obs <= hi + 2 * span
+    if inside:
+        lo, hi = min(lo, t_obs - 0.1 * span), max(hi, t_obs + 0.1 * span)
+    fig, ax = plt.subplots(figsize=(10, 7))
+    bins = np.linspace(lo, hi, 30)
+    ax.hist(t, bins=bins, density=True, histtype="stepfilled", color="C0", alpha=0.35, label=f"null toys ({t.size})")
+    xs = np.linspace(max(lo, 1e-6), hi, 400)
+    ok = result.chi2.ks_p >= 0.01
+    ax.plot(xs, stats.chi2.pdf(xs, result.chi2.dof), "k-" if ok else "k:", lw=2,
+            label=rf"$\chi^2$ fit: dof = {result.chi2.dof:.1f} (KS p = {result.chi2.ks_p:.2g}" + (")" if ok else ", rejected)"))
+    if nominal_dof is not None:
+        ax.plot(xs, stats.chi2.pdf(xs, nominal_dof), "C1--", lw=1.5, label=rf"$\chi^2$ nominal: dof = {nominal_dof:g}")
+    p_txt = f"Z = {result.z_chi2:.2f} from $\\chi^2$" if ok else f"p = {result.p_empirical:.2g} from toys"
+    label = f"$t_{{obs}}$ = {t_obs:.4g} ({p_txt})"
+    if inside:
+        ax.axvline(t_obs, color="C3", lw=2, label=label)
+    else:
+        edge = lo if t_obs < lo else hi
+        ymax = ax.get_ylim()[1]
+        ax.annotate("", xy=(edge, 0.5 * ymax), xytext=(edge + (0.12 if edge == lo else -0.12) * (hi - lo), 0.5 * ymax),
+                    arrowprops={"arrowstyle": "->", "color": "C3", "lw": 2})
+        ax.plot([], [], color="C3", lw=2, label=label + ", off scale")
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("test statistic $t$")
+    ax.set_ylabel("density")
+    ax.legend(title=title or None, fontsize="x-small", title_fontsize="x-small", loc="upper right")
     return _save(fig, path)
 
 
