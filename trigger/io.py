@@ -100,6 +100,8 @@ def _open_h5(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as e:
+        if not h5py.is_hdf5(str(path)):  # e.g. a log or text file: say what it is not, not that it is broken
+            raise EventDataError("not an event file (HDF5 signature missing)", source=str(path)) from None
         raise EventDataError(f"not a readable HDF5 file (truncated or corrupt?): {e}", source=str(path)) from None
 
 
