@@ -6,13 +6,21 @@ from pathlib import Path
 import click
 
 
+def _stage_names() -> list[str]:
+    """The pipeline's stage names, in order (the choices of --from)."""
+    from l1ad.pipeline import build_stages
+
+    return [s.name for s in build_stages()]
+
+
 @click.command("run")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="YAML configuration on top of the built-in default (configs/default.yaml).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: the config's out_dir, 'out'; --quick: 'out/quick').")
 @click.option("--quick", is_flag=True, help="CI-sized run (configs/quick.yaml on top): minutes, not tens of minutes.")
-@click.option("--from", "from_stage", default=None, help="Re-run this stage and every later one.")
+@click.option("--from", "from_stage", default=None, type=click.Choice(_stage_names()),
+              help="Re-run this stage and every later one.")
 @click.option("--only", default=None, help="Comma-separated stages to run; earlier ones must be finished.")
 @click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:port); default: a local cluster.")
 def command(config_path: Path | None, out_dir: Path | None, quick: bool, from_stage: str | None, only: str | None,
