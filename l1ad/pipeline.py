@@ -167,7 +167,14 @@ def stage_rates(ctx: StageContext, work: Path) -> dict:
 
 def stage_hls(ctx: StageContext, work: Path) -> dict:
     """Export the deployed front-end (thresholds included) as an hls4ml project and check its C simulation
-    against the emulator bit for bit on zero-bias, signal and edge vectors."""
+    against the emulator bit for bit on zero-bias, signal and edge vectors (with a progress bar of its steps)."""
+    from .runlog import steps
+
+    with steps("hls", 3) as step:
+        return _stage_hls(ctx, work, step)
+
+
+def _stage_hls(ctx: StageContext, work: Path, step) -> dict:
     import contextlib
     import io
 
@@ -181,12 +188,15 @@ def stage_hls(ctx: StageContext, work: Path) -> dict:
     fe = cfg.models.deploy
     tm = load_model(ctx.path("train") / fe)
     q = firmware.QModel.load(ctx.path("rates") / fe / "qmodel.json")
+    step("convert the trained model with hls4ml")
     _, source = qmodel_from_trained(tm, work / "source", input_format=cfg.firmware.input_format)
     with contextlib.redirect_stdout(io.StringIO()):  # hls4ml prints its topology walk
         project = export_hls(q, source, work / "project", cfg.firmware.hls)
     n = cfg.firmware.hls_verify_events
+    step(f"compile the C simulation and run {n:,} vectors per set")
     sets = make_vectors(q, n, seed=cfg.seed)
     rep = verify_project(project, n, seed=cfg.seed, sets=sets, report_path=work / "verification.json")
+    step("framework vs emulator on the same vectors")
     rep["framework_vs_emulator"] = {k: framework_agreement(tm, q, v) for k, v in sets.items()}
     write_json_atomic(work / "verification.json", rep)
     if not rep["passed"]:
@@ -197,7 +207,15 @@ def stage_hls(ctx: StageContext, work: Path) -> dict:
 
 def stage_rtl(ctx: StageContext, work: Path) -> dict:
     """Generate the Verilog of the deployed QModel, lint it (verilator -Wall), co-simulate zero-bias, signal,
-    edge and random vectors against the emulator bit for bit, and synthesize it with Yosys for the resources."""
+    edge and random vectors against the emulator bit for bit, and synthesize it with Yosys for the resources
+    (with a progress bar of its steps)."""
+    from .runlog import steps
+
+    with steps("rtl", 3) as step:
+        return _stage_rtl(ctx, work, step)
+
+
+def _stage_rtl(ctx: StageContext, work: Path, step) -> dict:
     import json as _json
 
     import l1ad.firmware as firmware
@@ -211,8 +229,10 @@ def stage_rtl(ctx: StageContext, work: Path) -> dict:
     fe = cfg.models.deploy
     q = firmware.QModel.load(ctx.path("rates") / fe / "qmodel.json")
     rtl_dir = work / "rtl"
+    step("generate the Verilog" + (" and synthesize it with Yosys" if cfg.firmware.yosys else ""))
     design = export_verilog(q, rtl_dir, cfg.firmware.verilog, report=cfg.firmware.yosys)
     sources = sorted(str(p) for p in rtl_dir.glob("*.v"))
+    step("verilator --lint-only -Wall")
     warnings_ = lint(sources, cfg.firmware.verilog.top)
     if warnings_:
         raise RuntimeError(f"verilator --lint-only -Wall is not clean: {warnings_[:5]}")
@@ -222,6 +242,7 @@ def stage_rtl(ctx: StageContext, work: Path) -> dict:
     data = [hw_inputs(zb_eval.objects)] + [hw_inputs(_read(files[s]).objects) for s in signal_names(ctx)]
     codes = np.concatenate([quantize_float(x, q.input.format)[0] for x in data]).astype(np.int64)[:n]
     x = default_vectors(q, max(0, n - len(codes)), seed=cfg.seed, data=codes)
+    step(f"co-simulate {len(x):,} vectors (Verilator build + run) vs the emulator")
     rep = cosim(rtl_dir, x)
     write_json_atomic(work / "cosim.json", rep)
     if not rep["ok"]:
@@ -376,11 +397,14 @@ def run_pipeline(cfg: L1adConfig, out_dir: Path, *, from_stage: str | None = Non
     from .stages import run_stages
     from .summary import build_report, build_summary
 
-    console = Console(stderr=True)
-    log = log or (lambda s: console.log(s))
+    from .runlog import tee, third_party_to_file
+
+    console = Console(stderr=True, log_path=False)  # time-stamped lines, no source location
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    records = run_stages(build_stages(), cfg, out_dir, from_stage=from_stage, only=only, log=log)
+    with third_party_to_file(out_dir / "l1ad.log") as file_log:  # library warnings go to the file only
+        log = log or tee(console.log, file_log)
+        records = run_stages(build_stages(), cfg, out_dir, from_stage=from_stage, only=only, log=log)
     summary = build_summary(cfg, records, out_dir, versions())
     summary["timings"]["total_wall_s"] = time.perf_counter() - t0
     write_json_atomic(out_dir / "summary.json", summary)

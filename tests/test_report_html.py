@@ -39,3 +39,36 @@ def test_report_renders_in_chromium(tmp_path):
     assert img.shape[0] == 600 and img.shape[1] == 800
     red = (img[..., 0] > 0.8) & (img[..., 1] < 0.3) & (img[..., 2] < 0.3)
     assert red.sum() > 200  # the embedded plot's thick red line is drawn on the page
+
+
+def test_third_party_warnings_go_to_the_log_file(tmp_path, capsys):
+    import logging
+    import warnings
+
+    from l1ad.runlog import steps, tee, third_party_to_file
+
+    before = (list(logging.getLogger("tensorflow").handlers), logging.getLogger("tensorflow").propagate)
+    with third_party_to_file(tmp_path / "run.log") as fh:
+        warnings.warn("a library's deprecation notice", DeprecationWarning)
+        logging.getLogger("tensorflow").warning("tf chatter")
+        tee(lambda m: print(m, file=__import__("sys").stderr), fh)("stage x: done")
+        with steps("rtl", 2) as step:
+            step("one")
+            step("two")
+    err = capsys.readouterr().err
+    text = (tmp_path / "run.log").read_text()
+    assert "a library's deprecation notice" in text and "tf chatter" in text and "stage x: done" in text
+    assert "deprecation notice" not in err and "tf chatter" not in err and "stage x: done" in err
+    assert (list(logging.getLogger("tensorflow").handlers), logging.getLogger("tensorflow").propagate) == before
+    with pytest.warns(UserWarning):  # warnings are shown normally again afterwards
+        warnings.warn("after", UserWarning)
+
+
+def test_data_info_on_a_log_file_says_not_an_event_file(tmp_path, capsys):
+    from l1ad.cli import main
+
+    log = tmp_path / "run.log"
+    log.write_text("[10:43:05] stage data: running\n")
+    assert main(["data", "info", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert "not an event file (HDF5 signature missing)" in err and "corrupt" not in err
