@@ -17,6 +17,7 @@ import numpy as np
 
 from .fixed import FixedFormat, apply_overflow, quantize_float, requantize
 from .ir import QModel, _holds
+from l1ad.trigger.errors import UserInputError
 
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
@@ -24,7 +25,7 @@ I64_SAFE = 1 << 62
 DEFAULT_CHUNK = 1 << 12  # small chunks stay in cache: measured fastest (2-4k events)
 
 
-class EmulatorInputError(ValueError):
+class EmulatorInputError(UserInputError):
     """The emulator input is malformed (shape, NaN/inf, or off-grid / out of range with strict=True)."""
 
 

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from l1ad.trigger.errors import UserInputError
+
 ROUNDING_MODES = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
 OVERFLOW_MODES = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
 MAX_WIDTH = 1024  # ap_int's default AP_INT_MAX_W
@@ -43,7 +45,7 @@ _FMT_RE = re.compile(
 )
 
 
-class FixedFormatError(ValueError):
+class FixedFormatError(UserInputError):
     """A malformed or unsupported fixed-point format."""
 
 

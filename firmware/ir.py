@@ -60,13 +60,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .fixed import FixedFormat, requantize
+from l1ad.trigger.errors import UserInputError
 
 SCHEMA = "l1ad.qmodel/1"
 ACTIVATIONS = ("linear", "relu")
 SCORE_KINDS = ("mse", "mu2")
 
 
-class QModelError(ValueError):
+class QModelError(UserInputError):
     """An inconsistent or malformed QModel."""
 
 
@@ -615,6 +616,8 @@ class QModel:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "QModel":
+        if not isinstance(d, Mapping):
+            raise QModelError(f"not a QModel document: expected a mapping, got {type(d).__name__}")
         if d.get("schema") != SCHEMA:
             raise QModelError(f"not a QModel document: schema {d.get('schema')!r}, expected {SCHEMA!r}")
         try:
@@ -653,9 +656,15 @@ class QModel:
         p = Path(path)
         try:
             d = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise QModelError(f"{p}: not valid JSON ({e})") from None
-        return cls.from_dict(d)
+        if not isinstance(d, dict):
+            raise QModelError(f"{p}: expected a QModel document (a JSON object with schema {SCHEMA!r}), "
+                              f"got a JSON {type(d).__name__}")
+        try:
+            return cls.from_dict(d)
+        except QModelError as e:
+            raise QModelError(f"{p}: {e}") from None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, QModel):

@@ -48,21 +48,29 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; library errors become one clear line on stderr and exit code 2."""
-    from l1ad.errors import USER_ERRORS
+    """Entry point. A user error (l1ad.errors: bad file, key, value or option; an unusable output folder) is one
+    line on stderr and exit code 2; any other exception is a bug and keeps its traceback."""
+    from l1ad.errors import one_line, user_message
 
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Exit as e:
         return int(e.exit_code or 0)
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
-    except USER_ERRORS as e:
-        click.echo(f"error: {e}", err=True)
+    except click.UsageError as e:
+        where = f"l1ad {e.ctx.command_path.split(' ', 1)[1]}: " if e.ctx and " " in e.ctx.command_path else ""
+        click.echo(f"error: {where}{one_line(e.format_message())}", err=True)
+        return 2
+    except click.ClickException as e:
+        click.echo(f"error: {one_line(e.format_message())}", err=True)
+        return e.exit_code
+    except Exception as e:
+        msg = user_message(e)
+        if msg is None:
+            raise
+        click.echo(f"error: {msg}", err=True)
         return 2
     return 0
 

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from l1ad.firmware.hls.config import HLSConfig
 from l1ad.firmware.verilog.config import VerilogConfig
 from l1ad.analysis import OfflineStageConfig
 from l1ad.trigger.atomic import content_hash
+from l1ad.trigger.errors import UserInputError
 from l1ad.trigger.generation.config import GenerationConfig
 from l1ad.trigger.models.arch import ArchitectureConfig
 from l1ad.trigger.rate_report import RatesConfig
@@ -36,7 +37,7 @@ def builtin_config(name: str) -> str:
     return res.read_text()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """A bad configuration: names the key, the value and what is allowed."""
 
 
@@ -62,6 +63,16 @@ class ModelsConfig(_Strict):
     #: the front-end whose firmware is exported to HLS/Verilog and whose trigger bits select events
     deploy: Literal["qkeras", "brevitas"] = "qkeras"
 
+    @model_validator(mode="after")
+    def _deployable(self) -> "ModelsConfig":
+        if not self.frontends:
+            raise ValueError("frontends is empty: list at least one of 'qkeras', 'brevitas'")
+        if len(set(self.frontends)) != len(self.frontends):
+            raise ValueError(f"frontends lists a front-end twice: {list(self.frontends)}")
+        if self.deploy not in self.frontends:
+            raise ValueError(f"deploy = {self.deploy!r} is not trained: it must be one of frontends {list(self.frontends)}")
+        return self
+
 
 class FirmwareConfig(_Strict):
     """The firmware stages: the IR input format, HLS export and C-sim check, Verilog, co-simulation, Yosys."""
@@ -85,6 +96,18 @@ class L1adConfig(_Strict):
     firmware: FirmwareConfig = FirmwareConfig()
     offline: OfflineStageConfig = OfflineStageConfig()
     dask: DaskConfig = DaskConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "L1adConfig":
+        """Cross-section checks that would otherwise fail many minutes into a run."""
+        o = self.offline
+        for key, (lo, hi, bins) in (("mjj_edges_gev", o.mjj_edges_gev), ("mjj_dijet_edges_gev", o.mjj_dijet_edges_gev)):
+            if not (0 <= lo < hi and bins >= 1):
+                raise ValueError(f"offline.{key} = {[lo, hi, bins]}: need [lo, hi, bins] with 0 <= lo < hi and bins >= 1")
+        lo, hi = o.resonance_window_gev
+        if not 0 <= lo < hi:
+            raise ValueError(f"offline.resonance_window_gev = {[lo, hi]}: need [lo, hi] with 0 <= lo < hi")
+        return self
 
     def hash(self) -> str:
         """Content hash of the whole configuration."""
@@ -115,8 +138,22 @@ def _read_yaml(path: Path | None, text: str | None = None, label: str | None = N
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"{path}: the top level must be a mapping (key: value lines), got a {type(data).__name__}")
     return data
+
+
+def read_mapping(path: str | Path, what: str) -> dict:
+    """A user's YAML (or JSON) file whose top level must be a mapping of `what` fields; a ConfigError naming the
+    file otherwise (missing, unreadable, not YAML, a list or a scalar)."""
+    return _read_yaml(Path(path), label=f"{path} ({what})")
+
+
+def validate_section(model: type[BaseModel], data: dict, source: str):
+    """`model.model_validate(data)`, a ConfigError naming `source`, each key, value and what is allowed."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
 
 
 def format_validation_error(e: ValidationError, source: str) -> str:

@@ -131,19 +131,16 @@ def _run(client: Any, qd: dict, path: Path, ranges: list[tuple[int, int]], progr
 
 def write_scores(res: FileScores, out_path: str | Path) -> Path:
     """Write the scores and trigger bits to HDF5 atomically (datasets score_int, score, trigger, weight)."""
-    import h5py
+    from l1ad.trigger.io import write_h5_atomic
 
-    from l1ad.trigger.atomic import atomic_path
+    def fill(f) -> None:
+        f.create_dataset("score_int", data=res.score_int, compression="gzip")
+        f.create_dataset("score", data=res.score, compression="gzip")
+        f.create_dataset("trigger", data=res.trigger, compression="gzip")
+        f.create_dataset("weight", data=res.weight, compression="gzip")
+        f.attrs["source"] = res.path
+        f.attrs["thresholds"] = np.asarray(res.thresholds, dtype=np.int64)
+        f.attrs["score_format"] = res.score_format
+        f.attrs["qmodel"] = str(res.meta.get("qmodel", ""))
 
-    out_path = Path(out_path)
-    with atomic_path(out_path, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("score_int", data=res.score_int, compression="gzip")
-            f.create_dataset("score", data=res.score, compression="gzip")
-            f.create_dataset("trigger", data=res.trigger, compression="gzip")
-            f.create_dataset("weight", data=res.weight, compression="gzip")
-            f.attrs["source"] = res.path
-            f.attrs["thresholds"] = np.asarray(res.thresholds, dtype=np.int64)
-            f.attrs["score_format"] = res.score_format
-            f.attrs["qmodel"] = str(res.meta.get("qmodel", ""))
-    return out_path
+    return write_h5_atomic(out_path, fill)  # a full disk: one named error, no partial file

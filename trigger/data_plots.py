@@ -8,10 +8,10 @@ import numpy as np
 
 from .atomic import atomic_path
 from .events import OBJECT_SLOTS, EventBatch, slot_rows
-from .io import DEFAULT_CHUNK, iter_events
+from .io import DEFAULT_CHUNK, iter_events, require_events
 
 
-def _hists(path: str | os.PathLike, chunk_size: int):
+def _hists(path: str | os.PathLike, chunk_size: int, allow_negative_weights: bool):
     import hist
 
     types = [s[0] for s in OBJECT_SLOTS]
@@ -21,8 +21,9 @@ def _hists(path: str | os.PathLike, chunk_size: int):
         "eta": {t: hist.Hist(hist.axis.Regular(50, -5, 5, name="eta"), storage=hist.storage.Weight()) for t in types[1:]},
         "mjj": hist.Hist(hist.axis.Regular(60, 10, 8000, transform=hist.axis.transform.log, name="mjj"), storage=hist.storage.Weight()),
         "weight": hist.Hist(hist.axis.Regular(60, -12, 4, name="log10w")),
+        "weight_neg": hist.Hist(hist.axis.Regular(60, -12, 4, name="log10w")),
     }
-    for b in iter_events(path, chunk_size):
+    for b in iter_events(path, chunk_size, allow_negative_weights=allow_negative_weights):
         _fill(h, b)
     return h
 
@@ -42,10 +43,15 @@ def _fill(h: dict, b: EventBatch) -> None:
         m = b.offline["mjj"]
         h["mjj"].fill(m[m > 0], weight=w[m > 0])
     h["weight"].fill(np.log10(np.clip(w[w > 0], 1e-300, None)))
+    h["weight_neg"].fill(np.log10(np.clip(-w[w < 0], 1e-300, None)))
 
 
-def plot_file(path: str | os.PathLike, out_dir: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK) -> list[Path]:
-    """Draw the validation plots of `path` into `out_dir` (PNG, written atomically); returns the files."""
+def plot_file(path: str | os.PathLike, out_dir: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK,
+              allow_negative_weights: bool = False) -> list[Path]:
+    """Draw the validation plots of `path` into `out_dir` (PNG, written atomically); returns the files.
+    A file without events is refused before anything is drawn. Negative weights (NLO generators) are refused
+    unless allowed; histograms then hold the signed weight sums and the weight plot shows |w| of w < 0 apart."""
+    require_events(path, what="plotting")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +59,7 @@ def plot_file(path: str | os.PathLike, out_dir: str | os.PathLike, *, chunk_size
     import mplhep as hep
 
     plt.style.use(hep.style.CMS)
-    h = _hists(path, chunk_size)
+    h = _hists(path, chunk_size, allow_negative_weights)
     out_dir = Path(out_dir)
     label = Path(path).name
     written = []
@@ -95,9 +101,11 @@ def plot_file(path: str | os.PathLike, out_dir: str | os.PathLike, *, chunk_size
     ax.legend(fontsize="small")
     save(fig, "mjj")
     fig, ax = plt.subplots()
-    hep.histplot(h["weight"], ax=ax, label=label)
+    hep.histplot(h["weight"], ax=ax, label=f"{label}: w > 0")
+    if h["weight_neg"].sum() > 0:
+        hep.histplot(h["weight_neg"], ax=ax, label="w < 0 (|w|)")
     ax.set_yscale("log")
-    ax.set_xlabel(r"$\log_{10}$ weight")
+    ax.set_xlabel(r"$\log_{10}$ |weight|")
     ax.set_ylabel("Events")
     ax.legend(fontsize="small")
     save(fig, "weights")

@@ -11,6 +11,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from .errors import UserInputError
+
 N_OBJECTS = 19
 N_FEATURES = 3  # pT, eta, phi
 N_INPUTS = N_OBJECTS * N_FEATURES  # 57
@@ -42,7 +44,7 @@ OFFLINE_FIELDS = (
 )
 
 
-class EventDataError(ValueError):
+class EventDataError(UserInputError):
     """Bad event data: names the source (file) and the field that is wrong."""
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
@@ -50,6 +52,32 @@ class EventDataError(ValueError):
         super().__init__(f"{where} {message}".strip())
         self.source = source
         self.field = field
+
+
+INT16_RANGE = (int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max))
+
+
+def _real(values, field: str, source: str | None, dtype=np.float64) -> np.ndarray:
+    """`values` as a real array of `dtype`; complex, string or object input is refused (it would be cast silently)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "fiub":
+        raise EventDataError(f"dtype {arr.dtype} is not allowed; expected real numbers", source=source, field=field)
+    return arr.astype(dtype, copy=False)
+
+
+def _int16(values, field: str, source: str | None) -> np.ndarray:
+    """Integer codes stored as int16: values that are not integers or lie outside int16 are refused (a plain cast
+    would wrap 70000 to 4464)."""
+    arr = _real(values, field, source)
+    if arr.size:
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise EventDataError("values must be integers", source=source, field=field)
+        lo, hi = arr.min(), arr.max()
+        if lo < INT16_RANGE[0] or hi > INT16_RANGE[1]:
+            bad = hi if hi > INT16_RANGE[1] else lo
+            raise EventDataError(f"value {bad:.0f} is outside the representable range [{INT16_RANGE[0]}, "
+                                 f"{INT16_RANGE[1]}] (stored as int16)", source=source, field=field)
+    return arr.astype(np.int16)
 
 
 def slot_rows(name: str) -> slice:
@@ -87,7 +115,7 @@ class EventBatch:
         allow_negative_weights: bool = False,
     ) -> "EventBatch":
         """Validated construction; missing weights default to 1, a string `process` labels every event."""
-        objects = np.asarray(objects, dtype=np.float32)
+        objects = _real(objects, "objects", source, np.float32)
         n = objects.shape[0] if objects.ndim >= 1 else 0
         names = tuple(process_names)
         if isinstance(process, str):
@@ -95,11 +123,11 @@ class EventBatch:
             process = np.zeros(n, dtype=np.int16)
         batch = cls(
             objects=objects,
-            weight=np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64),
-            process=np.zeros(n, dtype=np.int16) if process is None else np.asarray(process, dtype=np.int16),
+            weight=np.ones(n) if weight is None else _real(weight, "weight", source),
+            process=np.zeros(n, dtype=np.int16) if process is None else _int16(process, "process", source),
             process_names=names,
-            npu=np.zeros(n, dtype=np.int16) if npu is None else np.asarray(npu, dtype=np.int16),
-            offline={k: np.asarray(v, dtype=np.float32) for k, v in (offline or {}).items()},
+            npu=np.zeros(n, dtype=np.int16) if npu is None else _int16(npu, "npu", source),
+            offline={k: _real(v, k, source, np.float32) for k, v in (offline or {}).items()},
         )
         batch.validate(source=source, allow_negative_weights=allow_negative_weights)
         return batch
@@ -118,11 +146,14 @@ class EventBatch:
         for name, arr in (("weight", self.weight), ("process", self.process), ("npu", self.npu)):
             if arr.shape != (n,):
                 raise EventDataError(f"expected shape ({n},), got {arr.shape}", source=source, field=name)
+        if n and self.npu.min() < 0:
+            raise EventDataError(f"pile-up multiplicity must be >= 0, got {int(self.npu.min())}", source=source, field="npu")
         if not np.isfinite(self.weight).all():
             raise EventDataError("NaN or inf weight", source=source, field="weight")
         if not allow_negative_weights and (self.weight < 0).any():
             raise EventDataError(
-                f"{int((self.weight < 0).sum())} negative weight(s) (pass allow_negative_weights=True if intended)",
+                f"{int((self.weight < 0).sum())} negative weight(s), not allowed here (NLO generator weights can be "
+                "negative: `l1ad data info` and `data plot` accept them with --allow-negative-weights)",
                 source=source, field="weight",
             )
         if n and (self.process.min() < 0 or self.process.max() >= len(self.process_names)):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from .atomic import atomic_path
+from .errors import WRITE_ERRNOS, write_failed
 from .events import (
     N_FEATURES,
     N_OBJECTS,
@@ -36,30 +37,53 @@ ROOT_SUFFIXES = (".root",)
 
 
 # ---------------------------------------------------------------------------------------------- HDF5
-def write_events(path: str | os.PathLike, batch: EventBatch, *, compression: str | None = "gzip") -> Path:
-    """Write a batch to HDF5 (ADC2021 layout + l1ad fields), atomically."""
+def write_h5_atomic(path: str | os.PathLike, fill: Callable[[Any], None]) -> Path:
+    """Write an HDF5 file atomically: `fill(h5file)` builds it in memory, then its bytes go to a temporary
+    sibling renamed onto `path`. A full disk (or quota, read-only folder) is a UserFileError naming `path` and
+    leaves nothing behind; HDF5 itself never sees the failed write (it crashes the interpreter when it does)."""
+    import io
+
     import h5py
 
+    path = Path(path)
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        fill(f)
+    data = buf.getbuffer()
+    try:
+        with atomic_path(path, suffix=path.suffix or ".h5") as tmp:
+            with open(tmp, "wb") as out:
+                out.write(data)
+    except OSError as e:
+        if e.errno in WRITE_ERRNOS:
+            raise write_failed(path, e) from None
+        raise
+    return path
+
+
+def write_events(path: str | os.PathLike, batch: EventBatch, *, compression: str | None = "gzip") -> Path:
+    """Write a batch to HDF5 (ADC2021 layout + l1ad fields), atomically."""
     batch.validate(source=str(path), allow_negative_weights=True)
     n = len(batch)
     particles = np.zeros((n, N_OBJECTS, 4), dtype=np.float32)
     particles[:, :, :3] = batch.objects
     particles[:, :, 3] = np.where(batch.present(), ROW_CLASS[None, :], 0)
     kw = {"compression": compression} if compression and n else {}
-    with atomic_path(path, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("Particles", data=particles, chunks=(min(max(n, 1), 4096), N_OBJECTS, 4) if n else None, **kw)
-            f.create_dataset("Particles_Names", data=np.array([s.encode() for s in PARTICLE_NAMES]))
-            f.create_dataset("Particles_Classes", data=np.array([s.encode() for s in ADC_CLASS_NAMES]))
-            f.create_dataset("Weight", data=batch.weight, **kw)
-            d = f.create_dataset("Process", data=batch.process, **kw)
-            d.attrs["names"] = json.dumps(list(batch.process_names))
-            f.create_dataset("NPU", data=batch.npu, **kw)
-            g = f.create_group("Offline")
-            for k, v in batch.offline.items():
-                g.create_dataset(k, data=v, **kw)
-            f.attrs["l1ad_format"] = 1
-    return Path(path)
+
+    def fill(f) -> None:
+        f.create_dataset("Particles", data=particles, chunks=(min(max(n, 1), 4096), N_OBJECTS, 4) if n else None, **kw)
+        f.create_dataset("Particles_Names", data=np.array([s.encode() for s in PARTICLE_NAMES]))
+        f.create_dataset("Particles_Classes", data=np.array([s.encode() for s in ADC_CLASS_NAMES]))
+        f.create_dataset("Weight", data=batch.weight, **kw)
+        d = f.create_dataset("Process", data=batch.process, **kw)
+        d.attrs["names"] = json.dumps(list(batch.process_names))
+        f.create_dataset("NPU", data=batch.npu, **kw)
+        g = f.create_group("Offline")
+        for k, v in batch.offline.items():
+            g.create_dataset(k, data=v, **kw)
+        f.attrs["l1ad_format"] = 1
+
+    return write_h5_atomic(path, fill)
 
 
 def count_events(path: str | os.PathLike) -> int:
@@ -81,6 +105,15 @@ def read_events(path: str | os.PathLike, *, start: int = 0, stop: int | None = N
         raise EventDataError(f"unsupported file type; expected one of {HDF5_SUFFIXES + ROOT_SUFFIXES}", source=str(path))
     with _open_h5(path) as f:
         return _read_h5(f, path, start, stop, allow_negative_weights)
+
+
+def require_events(path: str | os.PathLike, n: int | None = None, *, what: str = "this command") -> int:
+    """The event count of `path` (or `n`, when already known); an EventDataError naming the file when it holds no
+    events, so that nothing downstream runs (or writes) on an empty sample."""
+    n = count_events(path) if n is None else n
+    if n == 0:
+        raise EventDataError(f"holds 0 events; {what} needs at least one", source=str(path))
+    return n
 
 
 def iter_events(path: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK, **kw) -> Iterator[EventBatch]:
@@ -105,18 +138,37 @@ def _open_h5(path: Path):
         raise EventDataError(f"not a readable HDF5 file (truncated or corrupt?): {e}", source=str(path)) from None
 
 
+#: what a reader expects, for the messages: the ADC2021 layout and l1ad's optional fields
+LAYOUT = ("an ADC2021-layout file: dataset 'Particles' (N, 19, 4) of real numbers [Pt, Eta, Phi, Class]; "
+          "optional datasets Weight (N,), Process (N,) integers, NPU (N,) integers, and a group Offline of (N,) datasets")
+
+
+def _dataset(f, name: str, path: Path):
+    """f[name] checked to be a dataset of a real numeric dtype."""
+    import h5py
+
+    d = f[name]
+    if not isinstance(d, h5py.Dataset):
+        raise EventDataError(f"is an HDF5 {type(d).__name__.lower()}, not a dataset; expected {LAYOUT}",
+                             source=str(path), field=name)
+    if d.dtype.kind not in "fiu":
+        raise EventDataError(f"dtype {d.dtype} is not allowed; expected real numbers (float or integer)",
+                             source=str(path), field=name)
+    return d
+
+
 def _particles(f, path: Path):
     if "Particles" not in f:
-        raise EventDataError("missing dataset (an ADC2021-layout file needs 'Particles' (N, 19, 4))", source=str(path), field="Particles")
-    d = f["Particles"]
+        raise EventDataError(f"missing dataset 'Particles'; expected {LAYOUT}", source=str(path), field="Particles")
+    d = _dataset(f, "Particles", path)
     if d.ndim != 3 or d.shape[1] != N_OBJECTS or d.shape[2] < N_FEATURES:
         raise EventDataError(f"expected shape (N, {N_OBJECTS}, 4), got {d.shape}", source=str(path), field="Particles")
     return d
 
 
 def _read_dataset(f, name: str, path: Path, sl: slice, n: int):
-    d = f[name]
-    if d.shape[:1] != (n,):
+    d = _dataset(f, name, path)
+    if d.shape != (n,):
         raise EventDataError(f"expected {n} entries to match Particles, got shape {d.shape}", source=str(path), field=name)
     try:
         return d[sl]
@@ -142,11 +194,21 @@ def _read_h5(f, path: Path, start: int, stop: int | None, allow_negative_weights
         raw = f["Process"].attrs.get("names")
         if raw is None:
             raise EventDataError("dataset has no 'names' attribute", source=str(path), field="Process")
-        names = tuple(json.loads(raw))
+        try:
+            names = json.loads(raw)
+        except (TypeError, ValueError):
+            names = None
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            raise EventDataError("attribute 'names' must be a JSON list of process names", source=str(path), field="Process")
+        names = tuple(names)
     else:
         names = (path.stem,)
     offline = {}
     if "Offline" in f:
+        import h5py
+
+        if not isinstance(f["Offline"], h5py.Group):
+            raise EventDataError(f"must be a group of (N,) datasets; expected {LAYOUT}", source=str(path), field="Offline")
         for k in f["Offline"]:
             if k not in OFFLINE_FIELDS:
                 raise EventDataError(f"unknown offline field; allowed: {OFFLINE_FIELDS}", source=str(path), field=f"Offline/{k}")
@@ -223,13 +285,20 @@ def read_nanoaod(path: str | os.PathLike, *, entry_start: int = 0, entry_stop: i
                             allow_negative_weights=True)
 
 
-def describe(path: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK) -> dict:
-    """Event count, weight sum, per-process counts and object multiplicities of a file, read in chunks."""
+def describe(path: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK, *, allow_negative_weights: bool = False) -> dict:
+    """Event count, weight sum, per-process counts and object multiplicities of a file, read in chunks.
+    With `allow_negative_weights`, the events with negative weights and their weight sum are counted too."""
     total = {"file": str(path), "n_events": 0, "weight_sum": 0.0, "processes": {}, "multiplicity": {}}
+    if allow_negative_weights:
+        total.update(negative_weight_events=0, negative_weight_sum=0.0)
     mult_sum = {name: 0 for name, *_ in OBJECT_SLOTS}
-    for b in iter_events(path, chunk_size):
+    for b in iter_events(path, chunk_size, allow_negative_weights=allow_negative_weights):
         total["n_events"] += len(b)
         total["weight_sum"] += float(b.weight.sum())
+        if allow_negative_weights:
+            neg = b.weight < 0
+            total["negative_weight_events"] += int(neg.sum())
+            total["negative_weight_sum"] += float(b.weight[neg].sum())
         for p, c in b.summary()["processes"].items():
             total["processes"][p] = total["processes"].get(p, 0) + c
         for name in mult_sum:

@@ -12,6 +12,7 @@ Loading gives the same scores bit for bit.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from l1ad.trigger.atomic import write_json_atomic, write_text_atomic
+from l1ad.trigger.errors import L1adError, UserInputError
 from l1ad.trigger.events import EventBatch
 from l1ad.trigger.l1units import hw_inputs
 from l1ad.trigger.models.arch import ArchitectureConfig
@@ -34,8 +36,12 @@ METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 
 
-class ModelDirError(FileNotFoundError):
+class ModelDirError(L1adError, FileNotFoundError):
     """A model directory is missing or incomplete; the message names the missing file."""
+
+
+class ModelFileError(UserInputError):
+    """A file of a model directory is present but unreadable or invalid; the message names it."""
 
 
 @dataclass
@@ -140,7 +146,8 @@ def save_model(model: TrainedModel, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> TrainedModel:
-    """Load a model directory written by save_model (or trigger.train.train_model)."""
+    """Load a model directory written by save_model (or trigger.train.train_model). Every file is checked (and a
+    bad one named) before a framework starts up; an unreadable network file is a ModelFileError naming it."""
     path = Path(path)
     if not path.is_dir():
         raise ModelDirError(f"model directory not found: {path}")
@@ -148,21 +155,56 @@ def load_model(path: str | Path) -> TrainedModel:
     if not meta_file.is_file():
         raise ModelDirError(f"model directory {path} is missing {METADATA_FILE} (written last by save_model: "
                             f"the directory is incomplete or not a model directory)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{meta_file}: not valid JSON: {e}") from None
+    meta = _read_json(meta_file, "model metadata")
     frontend = meta.get("frontend")
     if frontend not in FRONTENDS:
-        raise ValueError(f"{meta_file}: unknown front-end {frontend!r}; expected one of {', '.join(FRONTENDS)}")
+        raise ModelFileError(f"{meta_file}: unknown front-end {frontend!r}; expected one of {', '.join(FRONTENDS)}")
     backend = get_backend(frontend)  # imports nothing yet: missing files are reported before any framework start-up
     for name in (ARCH_FILE, SCALER_FILE, backend.MODEL_FILE):
         if not (path / name).is_file():
             raise ModelDirError(f"model directory {path} is missing {name} (needed by the {frontend} front-end)")
-    arch = ArchitectureConfig.from_yaml(path / ARCH_FILE)
     try:
-        scaler = InputScaler.from_dict(json.loads((path / SCALER_FILE).read_text()))
-    except (json.JSONDecodeError, ValueError) as e:
-        raise ValueError(f"{path / SCALER_FILE}: invalid scaler: {e}") from None
-    network = backend.load(path / backend.MODEL_FILE, arch)
+        arch = ArchitectureConfig.from_yaml(path / ARCH_FILE)
+    except (ValueError, OSError) as e:  # pydantic / YAML / a list instead of a mapping: all name the file
+        raise ModelFileError(f"{path / ARCH_FILE}: invalid architecture: {e}") from None
+    try:
+        scaler = InputScaler.from_dict(_read_json(path / SCALER_FILE, "input scaler"))
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelFileError(f"{path / SCALER_FILE}: invalid scaler: {e}") from None
+    net_file = path / backend.MODEL_FILE
+    _check_network_file(net_file, frontend)
+    try:
+        network = backend.load(net_file, arch)
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as e:
+        raise ModelFileError(f"{net_file}: cannot load the {frontend} network (truncated, corrupt, or not written "
+                             f"for {path / ARCH_FILE}): {type(e).__name__}: {e}") from None
     return TrainedModel(frontend=frontend, arch=arch, scaler=scaler, network=network, metadata=meta)
+
+
+def _read_json(file: Path, what: str) -> dict:
+    """A JSON object from `file`; a ModelFileError naming the file when it is not one."""
+    try:
+        d = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{file}: not valid JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise ModelFileError(f"{file}: expected a JSON object ({what}), got a JSON {type(d).__name__}")
+    return d
+
+
+def _check_network_file(file: Path, frontend: str) -> None:
+    """A cheap integrity check before TensorFlow / torch start: an HDF5 file that h5py cannot open, or a torch
+    archive that is not a complete zip, is reported by name."""
+    if file.suffix == ".h5":
+        import h5py
+
+        try:
+            with h5py.File(file, "r"):
+                pass
+        except OSError as e:
+            raise ModelFileError(f"{file}: not a readable HDF5 file (truncated or corrupt?): {e}") from None
+    elif file.suffix == ".pt":
+        import zipfile
+
+        if not zipfile.is_zipfile(file):
+            raise ModelFileError(f"{file}: not a complete torch archive (truncated or corrupt?)")

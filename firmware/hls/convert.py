@@ -26,6 +26,7 @@ import numpy as np
 
 from l1ad.firmware.fixed import FixedFormat
 from l1ad.firmware.ir import QModel
+from l1ad.trigger.errors import UserInputError
 
 from .config import HLSConfig
 
@@ -34,7 +35,7 @@ RESERVED_INPUT_NAME = "input"
 RENAMED_INPUT = "x_scaled"
 
 
-class HLSExportError(ValueError):
+class HLSExportError(UserInputError):
     """The model cannot be exported to hls4ml as the IR describes it; the message names the layer."""
 
 

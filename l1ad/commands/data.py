@@ -11,14 +11,21 @@ def command() -> None:
     """Generate, inspect and plot event files (HDF5 ADC2021 layout or NanoAOD ROOT)."""
 
 
+NEGATIVE_WEIGHTS_HELP = ("Accept negative event weights (NLO generators produce them): sums are signed; the "
+                         "negative-weight events are counted apart.")
+
+
 @command.command("info")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def info(file: str, as_json: bool) -> None:
+@click.option("--allow-negative-weights", is_flag=True, help=NEGATIVE_WEIGHTS_HELP)
+def info(file: str, as_json: bool, allow_negative_weights: bool) -> None:
     """Event count, object multiplicities per type and the weight sum of FILE."""
     from l1ad.trigger.io import describe
 
-    d = describe(file)
+    d = describe(file, allow_negative_weights=allow_negative_weights)
+    if d["n_events"] == 0:
+        click.echo(f"note: {file} holds 0 events", err=True)
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -30,6 +37,9 @@ def info(file: str, as_json: bool) -> None:
     t.add_column("value", justify="right")
     t.add_row("events", f"{d['n_events']:,}")
     t.add_row("weight sum", f"{d['weight_sum']:.6g}")
+    if allow_negative_weights:
+        t.add_row("  events with w < 0", f"{d['negative_weight_events']:,}")
+        t.add_row("  sum of w < 0", f"{d['negative_weight_sum']:.6g}")
     for p, c in d["processes"].items():
         t.add_row(f"  process {p}", f"{c:,}")
     for k, v in d["multiplicity"].items():
@@ -40,14 +50,15 @@ def info(file: str, as_json: bool) -> None:
 @command.command("plot")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", default=None, help="Output folder (default: FILE's stem + '_plots').")
-def plot(file: str, out_dir: str | None) -> None:
+@click.option("--allow-negative-weights", is_flag=True, help=NEGATIVE_WEIGHTS_HELP)
+def plot(file: str, out_dir: str | None, allow_negative_weights: bool) -> None:
     """Validation plots of FILE: multiplicities, pT / eta spectra, m_jj, weights."""
     from pathlib import Path
 
     from l1ad.trigger.data_plots import plot_file
 
     out = Path(out_dir) if out_dir else Path(file).with_name(Path(file).stem + "_plots")
-    for p in plot_file(file, out):
+    for p in plot_file(file, out, allow_negative_weights=allow_negative_weights):
         click.echo(str(p))
 
 
@@ -72,21 +83,30 @@ def generate(out_dir: str, quick: bool, config_file: str | None, seed: int | Non
     the ADC2021 benchmark signals, and an LHC-Olympics-style dijet resonance with its QCD background."""
     from pathlib import Path
 
-    import yaml
+    from pydantic import ValidationError
 
+    from l1ad.config import ConfigError, format_validation_error, read_mapping
     from l1ad.trigger.generation import GenerationConfig, generate as run_generation
 
     fields: dict = {}
     if config_file:
-        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: expected a mapping of GenerationConfig fields")
+        loaded = read_mapping(config_file, "GenerationConfig fields, or an l1ad config with a data: section")
         fields = loaded.get("data", loaded)
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{config_file}: data must be a mapping of GenerationConfig fields, got {type(fields).__name__}")
     if seed is not None:
         fields["seed"] = seed
     if pileup is not None:
         fields["pileup_mean"] = pileup
-    cfg = GenerationConfig.quick(**fields) if quick else GenerationConfig(**fields)
+    if workers is not None and workers < 1:
+        raise click.BadParameter(f"must be >= 1, got {workers}", param_hint="--workers")
+    source = config_file or "options"
+    if not isinstance(fields.get("sizes", {}), dict):
+        raise ConfigError(f"{source}: sizes must be a mapping of process name -> events, got {fields['sizes']!r}")
+    try:
+        cfg = GenerationConfig.quick(**fields) if quick else GenerationConfig(**fields)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
     manifest = run_generation(cfg, out_dir, cache_dir=cache_dir, scheduler=scheduler, workers=workers,
                               samples=samples or None, progress=not no_progress, log=lambda s: click.echo(s, err=True))
     from rich.console import Console

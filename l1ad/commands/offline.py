@@ -18,8 +18,9 @@ def _dijet_sample(events: str | None, n_bkg: int, s_over_b: float, seed: int, si
     from l1ad.offline.dijet import DijetSample
 
     if events:
-        from l1ad.trigger.io import read_events
+        from l1ad.trigger.io import read_events, require_events
 
+        require_events(events, what="this analysis")
         return DijetSample.from_batch(read_events(events), signal_processes=(signal_process,), source=events)
     return lhco_toy.make_dataset(n_bkg, s_over_b, seed=seed)
 
@@ -106,8 +107,10 @@ def cathode_cmd(n_bkg, s_over_b, methods, background, signal, small, seed, out_d
     cfg = small_config(**over) if small else SICStudyConfig(n_bkg=n_bkg, **over)
     samples = {}
     if background is not None:
-        from l1ad.trigger.io import read_events
+        from l1ad.trigger.io import read_events, require_events
 
+        for path in (background, signal):
+            require_events(path, what="the SIC study")
         for key, path in (("background", background), ("signal", signal)):
             batch = read_events(path)
             labels = tuple(batch.process_names) if key == "signal" else ()  # every event of the file is one class
@@ -128,10 +131,11 @@ def cathode_cmd(n_bkg, s_over_b, methods, background, signal, small, seed, out_d
               help="Offline fields used as features when reading files.")
 @click.option("--n-expected", type=float, default=None, help="Events expected in data under the reference (default: N_data).")
 @click.option("--model", type=click.Choice(["kernel", "nn"]), default="kernel", show_default=True)
-@click.option("--n-toys", default=100, show_default=True, help="Null toys for p(t|H0).")
+@click.option("--n-toys", type=click.IntRange(min=1), default=100, show_default=True, help="Null toys for p(t|H0).")
 @click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786); default a local cluster; 'sync' = no Dask.")
 @click.option("--workers", type=int, default=None, help="Local cluster workers.")
-@click.option("--n-bkg", default=100_000, show_default=True, help="Toy: background events (the SR of it is the data).")
+@click.option("--n-bkg", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Toy: background events (the SR of it is the data).")
 @click.option("--s-over-b", default=0.0, show_default=True, help="Toy: injected S/B in the signal region.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/offline/nplm", show_default=True)
@@ -148,9 +152,13 @@ def nplm_cmd(reference, data, fields, n_expected, model, n_toys, scheduler, work
     if reference or data:
         if not (reference and data):
             raise click.UsageError("give both --reference and --data (or neither, for the toy)")
-        from l1ad.trigger.io import read_events
+        from l1ad.trigger.io import read_events, require_events
 
         names = [f.strip() for f in fields.split(",") if f.strip()]
+        if not names:
+            raise click.BadParameter("no field given", param_hint="--fields")
+        for path in (reference, data):
+            require_events(path, what="NPLM")
         rb, db = read_events(reference), read_events(data)
         for b, src in ((rb, reference), (db, data)):
             missing = [f for f in names if f not in b.offline]

@@ -17,8 +17,10 @@ import numpy as np
 def _read(paths: Sequence[str]):
     """Read and concatenate event files (a hook the tests replace)."""
     from l1ad.trigger.events import EventBatch
-    from l1ad.trigger.io import read_events
+    from l1ad.trigger.io import read_events, require_events
 
+    for p in paths:  # every file checked before any is read whole
+        require_events(p, what="this analysis")
     batches = [read_events(p) for p in paths]
     return batches[0] if len(batches) == 1 else EventBatch.concat(batches)
 
@@ -30,19 +32,38 @@ def _echo(obj) -> None:
 
 
 def _load_yaml_section(path: str | None, section: str) -> dict:
+    """The `section` fields of a YAML file (top level, under `section`, or under `offline.section`)."""
     if not path:
         return {}
-    import yaml
+    from l1ad.config import ConfigError, read_mapping
 
-    with open(path) as f:
-        d = yaml.safe_load(f) or {}
-    if not isinstance(d, dict):
-        raise click.UsageError(f"{path}: expected a mapping")
+    d = read_mapping(path, f"{section} fields")
+    key = section
     if section in d:
         d = d[section]
     elif "offline" in d and isinstance(d["offline"], dict) and section in d["offline"]:
-        d = d["offline"][section]
+        d, key = d["offline"][section], f"offline.{section}"
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: {key} must be a mapping of fields, got a {type(d).__name__}")
     return dict(d)
+
+
+def _load_scores(path: str) -> np.ndarray:
+    """A 1-d array of real scores from a .npy file; a named error for anything else (pickles never load)."""
+    from l1ad.trigger.errors import UserInputError
+
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserInputError(f"{path}: not a NumPy .npy array of scores ({e})") from None
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu":
+        raise UserInputError(f"{path}: scores must be real numbers, got {getattr(a, 'dtype', type(a).__name__)}")
+    a = a.astype(np.float64).ravel()
+    if a.size == 0:
+        raise UserInputError(f"{path}: holds 0 scores")
+    if not np.isfinite(a).all():
+        raise UserInputError(f"{path}: {int((~np.isfinite(a)).sum())} score(s) are NaN or inf")
+    return a
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:
@@ -76,7 +97,7 @@ def _features(batch, spec: str, source: str) -> tuple[np.ndarray, list[str]]:
 @click.argument("events", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--field", "field_", type=click.Choice(["mjj", "mJJ"]), default="mjj", show_default=True,
               help="Offline mass field to scan (EventBatch.offline).")
-@click.option("--bins", default=60, show_default=True, help="Number of bins.")
+@click.option("--bins", type=click.IntRange(min=1), default=60, show_default=True, help="Number of bins.")
 @click.option("--range", "mrange", nargs=2, type=float, default=None, help="Mass range LO HI [GeV] (default: the data's).")
 @click.option("--log-bins", is_flag=True, help="Log-spaced bins (default equal width).")
 @click.option("--widths", default=None, help="Window widths in bins, e.g. 3,5,7,9.")
@@ -104,7 +125,9 @@ def bumphunt_cmd(events, field_, bins, mrange, log_bins, widths, sideband_factor
                      ("n_params", n_params), ("sqrt_s", sqrt_s), ("seed", seed)):
         if val is not None:
             cfg_d[key] = val
-    cfg = BumpHuntConfig.model_validate(cfg_d)
+    from l1ad.config import validate_section
+
+    cfg = validate_section(BumpHuntConfig, cfg_d, config_file or "options")
     batch = _read(events)
     src = ",".join(events)
     if field_ not in batch.offline:
@@ -190,8 +213,8 @@ def conformal_cmd(train_file, cal_file, test_files, score, features, cal_scores,
     if cal_scores or test_scores:
         if not (cal_scores and test_scores):
             raise click.UsageError("give both --cal-scores and --test-scores")
-        s_cal = np.load(cal_scores).astype(np.float64).ravel()
-        s_test = np.load(test_scores).astype(np.float64).ravel()
+        s_cal = _load_scores(cal_scores)
+        s_test = _load_scores(test_scores)
         score_name = "precomputed"
     else:
         if not (train_file and cal_file and test_files):
@@ -248,8 +271,10 @@ def _pv_summary(p: np.ndarray) -> dict:
 @click.option("--features", default="mjj", show_default=True, help="'summary', 'l1', or comma-separated offline fields.")
 @click.option("--tests", default="ks,chi2,mmd,wasserstein,classifier", show_default=True,
               help="Comma-separated: ks, chi2, mmd, wasserstein, classifier (or 'all').")
-@click.option("--n-perm", default=1000, show_default=True, help="Permutations per test.")
-@click.option("--max-events", default=2500, show_default=True, help="Random subsample per file (MMD holds an N x N matrix).")
+@click.option("--n-perm", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Permutations per test (>= 1: the p-value is (1 + #{t_perm >= t}) / (1 + n_perm)).")
+@click.option("--max-events", type=click.IntRange(min=2), default=2500, show_default=True,
+              help="Random subsample per file (MMD holds an N x N matrix).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/offline/twosample", show_default=True)
 def twosample_cmd(data, reference, features, tests, n_perm, max_events, seed, out_dir) -> None:
@@ -262,7 +287,7 @@ def twosample_cmd(data, reference, features, tests, n_perm, max_events, seed, ou
     from l1ad.trigger.atomic import write_json_atomic
 
     names = TESTS if tests.strip() == "all" else tuple(t.strip() for t in tests.split(",") if t.strip())
-    bad = [t for t in names if t not in TESTS]
+    bad = [t for t in names if t not in TESTS] or ([] if names else ["(none given)"])
     if bad:
         raise click.BadParameter(f"unknown test(s) {bad}; known: {', '.join(TESTS)}", param_hint="--tests")
     xb, yb = _read([data]), _read([reference])

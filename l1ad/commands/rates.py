@@ -52,7 +52,7 @@ def rates_for_model(model, zb, signals: Mapping, config, out_dir: str | Path) ->
 @click.option("--stat-method", type=click.Choice(["clopper-pearson", "jeffreys", "normal"]), default=None,
               help="Interval method for rates and efficiencies [clopper-pearson].")
 @click.option("--cl", type=float, default=None, help="Confidence level of the intervals [0.6827].")
-@click.option("--max-events", type=int, default=None, help="Read at most this many events per file.")
+@click.option("--max-events", type=click.IntRange(min=1), default=None, help="Read at most this many events per file.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 def command(model_dir, zb_file, signals, rates_khz, config_file, stat_method, cl, max_events, out_dir) -> None:
     """Thresholds on MODEL_DIR's anomaly score for target L1 rates on the zero-bias ZB_FILE, with uncertainties;
@@ -60,30 +60,36 @@ def command(model_dir, zb_file, signals, rates_khz, config_file, stat_method, cl
     TPR at FPR 1e-5. The trigger fires when score > threshold. Writes OUT/rates.json and PNG plots."""
     import warnings
 
-    import yaml
-
-    from l1ad.trigger.io import read_events
+    from l1ad.config import read_mapping, validate_section
+    from l1ad.trigger.io import read_events, require_events
     from l1ad.trigger.modeldir import load_model
     from l1ad.trigger.rate_report import RatesConfig
     from l1ad.trigger.rates import RateStatisticsWarning
 
-    fields = (yaml.safe_load(Path(config_file).read_text()) or {}) if config_file else {}
+    fields = read_mapping(config_file, "RatesConfig fields") if config_file else {}
+    if "rates" in fields and isinstance(fields["rates"], dict):  # a whole l1ad config: its rates section
+        fields = fields["rates"]
     if rates_khz is not None:
         fields["target_rates_khz"] = parse_rates_khz(rates_khz)
     if stat_method is not None:
         fields["stat_method"] = stat_method
     if cl is not None:
         fields["cl"] = cl
-    cfg = RatesConfig(**fields)
+    cfg = validate_section(RatesConfig, fields, config_file or "options")
 
+    specs: dict[str, Path] = {}
+    for spec in signals:  # every input checked (names, files, event counts) before the model is loaded
+        name, path = parse_signal(spec)
+        if name in specs:
+            raise click.BadParameter(f"two signals named {name!r}; use NAME=FILE", param_hint="--signal")
+        if not path.is_file():
+            raise click.BadParameter(f"{path}: no such file", param_hint="--signal")
+        specs[name] = path
+    for path in (Path(zb_file), *specs.values()):
+        require_events(path, what="`l1ad rates`")
     model = load_model(model_dir)
     zb = read_events(zb_file, stop=max_events)
-    sig = {}
-    for spec in signals:
-        name, path = parse_signal(spec)
-        if name in sig:
-            raise click.BadParameter(f"two signals named {name!r}; use NAME=FILE", param_hint="--signal")
-        sig[name] = read_events(path, stop=max_events)
+    sig = {name: read_events(path, stop=max_events) for name, path in specs.items()}
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RateStatisticsWarning)

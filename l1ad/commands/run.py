@@ -28,11 +28,17 @@ def command(config_path: Path | None, out_dir: Path | None, quick: bool, from_st
     """Data -> training (QKeras, Brevitas) -> thresholds at each target rate -> HLS C-sim check -> Verilog
     co-simulation + Yosys -> triggered samples -> offline searches -> discovery reach -> summary.json, report.html."""
     from l1ad.config import load_config
-    from l1ad.pipeline import run_pipeline
+    from l1ad.pipeline import build_stages, run_pipeline
+    from l1ad.stages import check_selection, output_lock
 
     overrides = {"dask": {"scheduler": scheduler}} if scheduler else None
-    cfg = load_config(config_path, quick=quick, overrides=overrides)
+    cfg = load_config(config_path, quick=quick, overrides=overrides)  # every key checked before any work
+    stages = set(s.strip() for s in only.split(",") if s.strip()) if only is not None else None
+    check_selection([s.name for s in build_stages()], from_stage, stages)
     out = out_dir or (Path(cfg.out_dir) / "quick" if quick else Path(cfg.out_dir))
-    result = run_pipeline(cfg, out, from_stage=from_stage, only=set(only.split(",")) if only else None)
+    if out.exists() and not out.is_dir():
+        raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
+    with output_lock(out):  # a second run into the same folder is refused while this one lives
+        result = run_pipeline(cfg, out, from_stage=from_stage, only=stages)
     click.echo(f"summary: {result['summary']}")
     click.echo(f"report:  {result['report']}")

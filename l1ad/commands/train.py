@@ -9,14 +9,23 @@ from l1ad.trigger.models.backend import FRONTENDS
 
 
 def _read(data_file: Path, max_events: int | None):
-    try:
-        from l1ad.trigger.io import read_events
-    except ImportError as e:  # pragma: no cover - until trigger.io exists
-        raise click.ClickException(f"cannot read event files: trigger.io.read_events is unavailable ({e})") from None
-    batch = read_events(data_file)
-    if max_events is not None and len(batch) > max_events:
-        batch = batch.select(slice(0, max_events))
-    return batch
+    from l1ad.trigger.io import read_events, require_events
+
+    require_events(data_file, what="training")
+    return read_events(data_file, stop=max_events)
+
+
+def _arch(spec: str):
+    """'ae' / 'vae', or a user's architecture YAML: a ConfigError naming the file, key and value when it is bad."""
+    from l1ad.config import read_mapping, validate_section
+    from l1ad.trigger.models.arch import ArchitectureConfig
+
+    if spec in ("ae", "vae"):
+        return ArchitectureConfig.resolve(spec)
+    if not Path(spec).is_file():
+        raise click.BadParameter(f"expected 'ae', 'vae' or an architecture YAML file; {spec!r} is neither",
+                                 param_hint="--arch")
+    return validate_section(ArchitectureConfig, read_mapping(spec, "ArchitectureConfig fields"), spec)
 
 
 @click.command(name="train")
@@ -34,27 +43,32 @@ def _read(data_file: Path, max_events: int | None):
 @click.option("--val-fraction", type=float, default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--threads", type=int, default=None, help="CPU threads for TensorFlow/torch (default: available cores).")
-@click.option("--max-events", type=int, default=None, help="Use only the first N events of the file.")
+@click.option("--max-events", type=click.IntRange(min=1), default=None, help="Use only the first N events of the file.")
 @click.option("--latent-scan", default=None, metavar="K1,K2,...",
               help="Train one model per latent size and plot validation loss against it (the elbow).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def command(data_file: Path, frontend: str, arch_spec: str, out_dir: Path, epochs, batch_size, learning_rate, patience,
             val_fraction, seed, threads, max_events, latent_scan, no_progress) -> None:
     """Train on DATA_FILE (weighted zero-bias events) and write a model directory."""
-    from l1ad.trigger.models.arch import ArchitectureConfig
+    from l1ad.config import validate_section
     from l1ad.trigger.train import TrainingConfig, train_model
     from l1ad.trigger.train import latent_scan as run_scan
 
-    arch = ArchitectureConfig.resolve(arch_spec)
+    arch = _arch(arch_spec)
     overrides = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
                      val_fraction=val_fraction, seed=seed, threads=threads)
-    cfg = TrainingConfig(**{k: v for k, v in overrides.items() if v is not None}, progress=not no_progress)
-    batch = _read(data_file, max_events)
+    cfg = validate_section(TrainingConfig, {**{k: v for k, v in overrides.items() if v is not None},
+                                            "progress": not no_progress}, "options")
+    latents: list[int] = []
     if latent_scan:
         try:
             latents = [int(v) for v in latent_scan.split(",") if v.strip()]
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers, got {latent_scan!r}", param_hint="--latent-scan") from None
+        if not latents or min(latents) < 1:
+            raise click.BadParameter(f"latent sizes must be integers >= 1, got {latent_scan!r}", param_hint="--latent-scan")
+    batch = _read(data_file, max_events)
+    if latent_scan:
         result = run_scan(frontend, arch, batch, cfg, latents, out_dir)
         for p in result["points"]:
             click.echo(f"latent {p['latent']:3d}: best {result['metric']} {p[result['metric']]:.5g} ({p['epochs_run']} epochs)")

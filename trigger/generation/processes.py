@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from l1ad.trigger.errors import L1adError
 
 if TYPE_CHECKING:
     from .config import GenerationConfig
@@ -59,7 +60,7 @@ PILEUP_POOL = "pileup_pool"
 MINBIAS_CLOSURE = "minbias_closure"
 
 
-class UnknownSignalError(KeyError):
+class UnknownSignalError(L1adError, KeyError):
     """A signal name the generator does not know; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError would quote the message
