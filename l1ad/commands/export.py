@@ -36,8 +36,6 @@ def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | No
     import shutil
     import tempfile
 
-    import yaml
-
     from l1ad.firmware.hls import HLSConfig, export_hls, verify_project
     from l1ad.firmware.hls.frontends import (DEFAULT_INPUT_FORMAT, QONNX_FILE, framework_agreement, qmodel_from_trained,
                                         thresholds_from_rates)
@@ -47,9 +45,9 @@ def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | No
 
     cfg = HLSConfig()
     if config_path is not None:
-        data = yaml.safe_load(config_path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{config_path}: expected a mapping of HLSConfig fields")
+        from l1ad.config import read_mapping
+
+        data = read_mapping(config_path, "HLSConfig fields")
         sect = data.get("firmware", data)  # a full l1ad config, a firmware section, or HLSConfig fields
         cfg = HLSConfig.model_validate(sect.get("hls", sect) if isinstance(sect, dict) else sect)
     if threshold_codes and rates_json:
