@@ -11,8 +11,8 @@ import click
 @click.argument("rtl_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Event file (HDF5 / NanoAOD); its L1 objects in hardware units are the input vectors.")
-@click.option("-n", "n_events", type=int, default=100_000, show_default=True, help="Events to take from --data.")
-@click.option("--random", "n_random", type=int, default=None,
+@click.option("-n", "n_events", type=click.IntRange(min=1), default=100_000, show_default=True, help="Events to take from --data.")
+@click.option("--random", "n_random", type=click.IntRange(min=0), default=None,
               help="Random full-range vectors added [0 with --data, else -n].")
 @click.option("--edge/--no-edge", default=True, show_default=True, help="Add the edge vectors (extremes, rounding ties).")
 @click.option("--engine", type=click.Choice(["batch", "cocotb"]), default="batch", show_default=True,
@@ -28,6 +28,10 @@ def command(rtl_dir: str, data_file: str | None, n_events: int, n_random: int | 
     from l1ad.sim.cosim import cosim, default_vectors, events_to_codes, load_design
     from l1ad.trigger.atomic import write_json_atomic
 
+    if data_file:
+        from l1ad.trigger.io import require_events
+
+        require_events(data_file, what="co-simulation with --data")
     _, qm = load_design(rtl_dir)
     data = events_to_codes(qm, data_file, n_events) if data_file else None
     nr = n_random if n_random is not None else (0 if data_file else n_events)
