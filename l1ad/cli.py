@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("aborted", err=True)
         return 130
     except click.UsageError as e:
-        where = f"l1ad {e.ctx.command_path.split(' ', 1)[1]}: " if e.ctx and " " in e.ctx.command_path else ""
-        click.echo(f"error: {where}{one_line(e.format_message())}", err=True)
+        click.echo(f"error: {_command_path(e.ctx)}{one_line(e.format_message())}", err=True)
         return 2
     except click.ClickException as e:
         click.echo(f"error: {one_line(e.format_message())}", err=True)
@@ -73,6 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {msg}", err=True)
         return 2
     return 0
+
+
+def _command_path(ctx: click.Context | None) -> str:
+    """'l1ad data plot: ' for the context of a usage error (the program name as the user knows it)."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return f"l1ad {' '.join(reversed(names))}: " if names else "l1ad: "
 
 
 if __name__ == "__main__":

@@ -160,13 +160,17 @@ def format_validation_error(e: ValidationError, source: str) -> str:
     """One line per problem: the dotted key, the offending value and what is allowed."""
     lines = [f"{source}: invalid configuration"]
     for err in e.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not allowed here; check the spelling against configs/default.yaml)"
         value = err.get("input")
+        if err["type"] == "value_error" and isinstance(value, dict):  # a check across keys: its message names them
+            msg = msg.removeprefix("Value error, ")
+            lines.append(f"  {key}: {msg}" if key else f"  {msg}")
+            continue
         shown = repr(value) if not isinstance(value, dict) else "{...}"
-        lines.append(f"  {key} = {shown[:80]}: {msg}")
+        lines.append(f"  {key or '(top level)'} = {shown[:80]}: {msg}")
     return "\n".join(lines)
 
 

@@ -166,7 +166,8 @@ def load_model(path: str | Path) -> TrainedModel:
     try:
         arch = ArchitectureConfig.from_yaml(path / ARCH_FILE)
     except (ValueError, OSError) as e:  # pydantic / YAML / a list instead of a mapping: all name the file
-        raise ModelFileError(f"{path / ARCH_FILE}: invalid architecture: {e}") from None
+        msg = str(e) if str(path / ARCH_FILE) in str(e) else f"{path / ARCH_FILE}: {e}"
+        raise ModelFileError(f"invalid architecture: {msg}") from None
     try:
         scaler = InputScaler.from_dict(_read_json(path / SCALER_FILE, "input scaler"))
     except (ValueError, TypeError, KeyError) as e:

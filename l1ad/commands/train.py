@@ -58,7 +58,7 @@ def command(data_file: Path, frontend: str, arch_spec: str, out_dir: Path, epoch
     overrides = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
                      val_fraction=val_fraction, seed=seed, threads=threads)
     cfg = validate_section(TrainingConfig, {**{k: v for k, v in overrides.items() if v is not None},
-                                            "progress": not no_progress}, "options")
+                                            "progress": not no_progress}, "command-line options")
     latents: list[int] = []
     if latent_scan:
         try:
