@@ -92,6 +92,9 @@ class BumpHuntConfig(BaseModel):
     scan_range: tuple[float, float] | None = Field(None, description="window centres limited to [lo, hi] (GeV)")
     sqrt_s: float = Field(SQRT_S, gt=0, description="collision energy for x = m / sqrt(s) [GeV]")
     n_params: int = Field(4, ge=3, le=5, description="dijet-function parameters (3, 4 or 5)")
+    family: str = Field("dijet", description="fit function family: 'dijet' or 'ua2' (offline.fit.FAMILIES)")
+    fit_uncertainty: bool = Field(False, description="constrain ln alpha by the fit covariance in every window's t "
+                                  "(offline.bkgsyst.profile_t_syst); toys use the same per-window sigma")
     n_toys: int = Field(1000, ge=0, description="background-only toys for the global p-value (0: none)")
     refit_toys: bool = Field(False, description="refit the dijet function in every toy (slow); else toys reuse alpha")
     n_lee_toys: int = Field(500, ge=2, description="toys (the first ones) used to estimate N(u0) and the EC coefficients")
@@ -110,6 +113,15 @@ class BumpHuntConfig(BaseModel):
         if len(set(v)) != len(v):
             raise ValueError("widths must be distinct")
         return tuple(sorted(v))
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        from l1ad.offline.fit import FAMILIES
+
+        if v not in FAMILIES:
+            raise ValueError(f"family {v!r} is not one of {sorted(FAMILIES)}")
+        return v
 
     @field_validator("ec_thresholds")
     @classmethod
@@ -191,6 +203,7 @@ class BumpHuntResult:
     gv: dict | None = None
     global_p_ec: float | None = None
     ec: dict | None = None
+    sigma_ln_alpha: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def local_p(self) -> np.ndarray:
@@ -253,8 +266,18 @@ class BumpHuntResult:
                 "euler_characteristic": None if self.ec is None else {"p": f(self.global_p_ec), "z": f(self.global_z_ec), **self.ec},
             },
             "fit": None if self.fit is None else self.fit.to_dict(),
+            "limits_best_window": self.best_window_limits(),
             "config": self.config.model_dump(mode="json"),
         }
+
+    def best_window_limits(self, cl: float = 0.95) -> dict:
+        """Asymptotic CLs limits on the best window's signal and its Asimov 3/5 sigma yields (offline.limits)."""
+        from l1ad.offline.limits import window_limits
+
+        b = self.best
+        j = int(np.flatnonzero(self.widths == b["width_bins"])[0])
+        sig = 0.0 if self.sigma_ln_alpha is None else float(self.sigma_ln_alpha[j, b["centre_bin"]])
+        return {**window_limits(b["n_window"], b["n_sideband"], b["alpha"], sig, cl), "sigma_ln_alpha": sig}
 
     def to_dict(self) -> dict:
         """Summary plus the scan grids (NaN -> None) for plotting elsewhere."""
@@ -275,10 +298,15 @@ def _z(p: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- scan
-def _t_field(counts: np.ndarray, grid: WindowGrid, alpha: np.ndarray) -> np.ndarray:
+def _t_field(counts: np.ndarray, grid: WindowGrid, alpha: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
     n_w, n_s = grid.sums(counts)
     a = np.where(grid.valid, alpha, 1.0)
-    t = profile_t(n_w, n_s, a)
+    if sigma is None:
+        t = profile_t(n_w, n_s, a)
+    else:
+        from l1ad.offline.bkgsyst import profile_t_syst
+
+        t = profile_t_syst(n_w, n_s, a, np.where(grid.valid, sigma, 0.0))
     return np.where(grid.valid, t, np.nan)
 
 
@@ -335,9 +363,11 @@ def scan(hist_counts: np.ndarray, edges: np.ndarray, *, config: BumpHuntConfig |
     bkg = None if background is None else np.asarray(background, dtype=float)
     if bkg is not None and (bkg.shape != counts.shape or np.any(bkg < 0) or not np.all(np.isfinite(bkg))):
         raise ValueError(f"background must be finite, >= 0 and of shape {counts.shape}")
-    need_fit = bkg is None and (alpha is None or cfg.n_toys > 0)
+    need_fit = bkg is None and (alpha is None or cfg.n_toys > 0 or cfg.fit_uncertainty)
     if need_fit:
-        fit = fit_dijet(counts, e, sqrt_s=cfg.sqrt_s, n_params=cfg.n_params, mask=fit_mask)
+        fit = fit_dijet(counts, e, sqrt_s=cfg.sqrt_s, n_params=cfg.n_params, mask=fit_mask, family=cfg.family)
+    if cfg.fit_uncertainty and fit is None:
+        raise ValueError("fit_uncertainty needs the dijet fit: it does not apply with a given background template")
     expected = bkg if bkg is not None else (fit.expected if fit is not None else None)
 
     if alpha is None:
@@ -349,7 +379,12 @@ def scan(hist_counts: np.ndarray, edges: np.ndarray, *, config: BumpHuntConfig |
     if bad.any():
         raise ValueError(f"transfer factor not finite and > 0 in {int(bad.sum())} window(s) (empty background sidebands?)")
 
-    t = _t_field(counts, grid, a)
+    sigma = None
+    if cfg.fit_uncertainty:
+        from l1ad.offline.bkgsyst import ln_alpha_sigma
+
+        sigma = np.where(grid.valid, np.nan_to_num(ln_alpha_sigma(fit, grid), nan=0.0), 0.0)
+    t = _t_field(counts, grid, a, sigma)
     n_w, n_s = grid.sums(counts)
     t_max = float(np.nanmax(t))
     j, k = np.unravel_index(np.nanargmax(t), t.shape)
@@ -368,7 +403,7 @@ def scan(hist_counts: np.ndarray, edges: np.ndarray, *, config: BumpHuntConfig |
         n_sideband=np.where(grid.valid, n_s, np.nan), centres=centres,
         window_lo=np.where(grid.valid, e[np.clip(grid.lo, 0, nb)], np.nan),
         window_hi=np.where(grid.valid, e[np.clip(grid.hi, 0, nb)], np.nan),
-        valid=grid.valid, background=expected, fit=fit, config=cfg, t_max=t_max, best=best,
+        valid=grid.valid, background=expected, fit=fit, config=cfg, t_max=t_max, best=best, sigma_ln_alpha=sigma,
     )
     if cfg.n_toys > 0:
         _toys(res, grid, expected, a, cfg, fit_mask)
@@ -386,10 +421,11 @@ def _toys(res: BumpHuntResult, grid: WindowGrid, expected: np.ndarray, alpha: np
         toys = rng.poisson(expected, size=(stop - start, expected.size)).astype(float)
         if cfg.refit_toys:
             for i, c in enumerate(toys):
-                f = fit_dijet(c, res.edges, sqrt_s=cfg.sqrt_s, n_params=cfg.n_params, mask=fit_mask, start=res.fit.params[1:] if res.fit else None)
-                t_fields[start + i] = _t_field(c, grid, _alpha_from(f.expected, grid))
+                f = fit_dijet(c, res.edges, sqrt_s=cfg.sqrt_s, n_params=cfg.n_params, mask=fit_mask,
+                              start=res.fit.params[1:] if res.fit else None, family=cfg.family)
+                t_fields[start + i] = _t_field(c, grid, _alpha_from(f.expected, grid), res.sigma_ln_alpha)
         else:
-            t_fields[start:stop] = _t_field(toys, grid, alpha)
+            t_fields[start:stop] = _t_field(toys, grid, alpha, res.sigma_ln_alpha)
     t_max_toys = np.nanmax(t_fields.reshape(n_toys, -1), axis=1)
     res.t_max_toys = t_max_toys
     res.global_p_toys = lee.toy_global_pvalue(res.t_max, t_max_toys)

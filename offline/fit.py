@@ -1,9 +1,11 @@
-"""Smooth fit of a falling spectrum with the standard dijet function, binned Poisson likelihood (iminuit).
+"""Smooth fit of a falling spectrum with a dijet function family, binned Poisson likelihood (iminuit).
 
-    f(m) = p0 (1 - x)^p1 / x^(p2 + p3 ln x + p4 ln^2 x),   x = m / sqrt(s)
+    dijet: f(m) = p0 (1 - x)^p1 / x^(p2 + p3 ln x + p4 ln^2 x),   x = m / sqrt(s)
+    ua2:   f(m) = p0 x^-p1 exp(-p2 x - p3 x^2 - p4 x^3)            (the UA2 / ATLAS alternative family)
 
 ``n_params`` = 3, 4 or 5 selects (p0, p1, p2), (p0..p3) or (p0..p4); the unused exponents are 0. p0 is a density
-per GeV. Expected bin counts are the integral of f over each bin (8-point Gauss-Legendre per bin, in log space
+per GeV. ``family`` selects the function (`FAMILIES`); two families give the discrete choice of
+`offline.bkgsyst`. Expected bin counts are the integral of f over each bin (8-point Gauss-Legendre per bin, in log space
 so that steep spectra neither overflow nor underflow).
 
 The fit minimises the Poisson negative log-likelihood ``sum_b (mu_b - n_b ln mu_b)`` with p0 profiled
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["DijetFit", "dijet_function", "dijet_log_bin_integrals", "fit_dijet", "poisson_deviance"]
+__all__ = ["FAMILIES", "DijetFit", "dijet_function", "dijet_log_bin_integrals", "fit_dijet", "poisson_deviance"]
 
 SQRT_S = 13000.0  # GeV
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
@@ -36,27 +38,52 @@ def _check_edges(edges: np.ndarray, sqrt_s: float) -> np.ndarray:
     return e
 
 
-def _log_shape(x: np.ndarray, exps: np.ndarray) -> np.ndarray:
+def _log_dijet(x: np.ndarray, exps: np.ndarray) -> np.ndarray:
     """ln[(1-x)^p1 / x^(p2 + p3 ln x + p4 ln^2 x)] for exponents (p1, p2[, p3[, p4]])."""
     lx = np.log(x)
     power = exps[1] + (exps[2] * lx if len(exps) > 2 else 0.0) + (exps[3] * lx * lx if len(exps) > 3 else 0.0)
     return exps[0] * np.log1p(-x) - power * lx
 
 
-def dijet_function(m: np.ndarray, params: np.ndarray, sqrt_s: float = SQRT_S) -> np.ndarray:
+def _log_ua2(x: np.ndarray, exps: np.ndarray) -> np.ndarray:
+    """ln[x^-p1 exp(-p2 x - p3 x^2 - p4 x^3)] for exponents (p1, p2[, p3[, p4]])."""
+    poly = exps[1] * x + (exps[2] * x * x if len(exps) > 2 else 0.0) + (exps[3] * x ** 3 if len(exps) > 3 else 0.0)
+    return -exps[0] * np.log(x) - poly
+
+
+#: function families: name -> ln of the shape (p0 = 1) as a function of x and the exponents
+FAMILIES = {"dijet": _log_dijet, "ua2": _log_ua2}
+_FAMILY_STARTS = {
+    "dijet": [(10.0, 5.0), (5.0, 3.0), (20.0, 6.0), (1.0, 2.0), (30.0, 8.0), (10.0, 1.0)],
+    "ua2": [(5.0, 10.0), (3.0, 15.0), (8.0, 5.0), (2.0, 25.0), (10.0, 0.0), (1.0, 35.0)],
+}
+
+
+def _shape(family: str):
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        raise ValueError(f"unknown function family {family!r}; allowed: {sorted(FAMILIES)}") from None
+
+
+def _log_shape(x: np.ndarray, exps: np.ndarray, family: str = "dijet") -> np.ndarray:
+    return _shape(family)(x, exps)
+
+
+def dijet_function(m: np.ndarray, params: np.ndarray, sqrt_s: float = SQRT_S, family: str = "dijet") -> np.ndarray:
     """f(m) for params (p0, p1, p2[, p3[, p4]]), per GeV."""
     p = np.asarray(params, dtype=float)
     x = np.asarray(m, dtype=float) / sqrt_s
-    return p[0] * np.exp(_log_shape(x, p[1:]))
+    return p[0] * np.exp(_log_shape(x, p[1:], family))
 
 
-def dijet_log_bin_integrals(edges: np.ndarray, exps: np.ndarray, sqrt_s: float = SQRT_S) -> np.ndarray:
-    """ln of the integral over each bin of (1-x)^p1 / x^(p2 + ...) dm (p0 = 1), per bin."""
+def dijet_log_bin_integrals(edges: np.ndarray, exps: np.ndarray, sqrt_s: float = SQRT_S, family: str = "dijet") -> np.ndarray:
+    """ln of the integral over each bin of the family's shape (p0 = 1) dm, per bin."""
     e = np.asarray(edges, dtype=float)
     lo, hi = e[:-1], e[1:]
     half = 0.5 * (hi - lo)
     m = 0.5 * (hi + lo)[:, None] + half[:, None] * _GL_X[None, :]
-    lg = _log_shape(m / sqrt_s, np.asarray(exps, dtype=float))
+    lg = _log_shape(m / sqrt_s, np.asarray(exps, dtype=float), family)
     return special.logsumexp(lg, b=_GL_W[None, :] * half[:, None], axis=1)
 
 
@@ -83,6 +110,7 @@ class DijetFit:
     valid: bool
     n_params: int
     covariance: np.ndarray | None = field(default=None, repr=False)
+    family: str = "dijet"
 
     @property
     def pvalue(self) -> float:
@@ -92,7 +120,22 @@ class DijetFit:
     def expected_counts(self, edges: np.ndarray | None = None) -> np.ndarray:
         """Fitted expected counts in the bins of `edges` (default: the fitted histogram's)."""
         e = self.edges if edges is None else _check_edges(edges, self.sqrt_s)
-        return self.params[0] * np.exp(dijet_log_bin_integrals(e, self.params[1:], self.sqrt_s))
+        return self.params[0] * np.exp(dijet_log_bin_integrals(e, self.params[1:], self.sqrt_s, self.family))
+
+    def expected_jacobian(self, edges: np.ndarray | None = None) -> np.ndarray:
+        """d expected counts / d params, (n_bins, n_params), by central differences (p0 enters linearly)."""
+        e = self.edges if edges is None else _check_edges(edges, self.sqrt_s)
+        base = np.exp(dijet_log_bin_integrals(e, self.params[1:], self.sqrt_s, self.family))
+        jac = np.empty((base.size, self.n_params))
+        jac[:, 0] = base
+        for i in range(1, self.n_params):
+            h = 1e-5 * max(1.0, abs(self.params[i]))
+            up, dn = self.params[1:].copy(), self.params[1:].copy()
+            up[i - 1] += h
+            dn[i - 1] -= h
+            d = np.exp(dijet_log_bin_integrals(e, up, self.sqrt_s, self.family)) - np.exp(dijet_log_bin_integrals(e, dn, self.sqrt_s, self.family))
+            jac[:, i] = self.params[0] * d / (2 * h)
+        return jac
 
     def residuals(self) -> np.ndarray:
         """(n - mu) / sqrt(mu) per bin."""
@@ -101,7 +144,7 @@ class DijetFit:
 
     def to_dict(self) -> dict:
         return {
-            "function": f"dijet-{self.n_params}p",
+            "function": f"{self.family}-{self.n_params}p",
             "params": self.params.tolist(),
             "errors": self.errors.tolist(),
             "sqrt_s": self.sqrt_s,
@@ -112,18 +155,16 @@ class DijetFit:
         }
 
 
-_STARTS = [(10.0, 5.0), (5.0, 3.0), (20.0, 6.0), (1.0, 2.0), (30.0, 8.0), (10.0, 1.0)]
-
-
 def fit_dijet(counts: np.ndarray, edges: np.ndarray, *, sqrt_s: float = SQRT_S, n_params: int = 4,
-              mask: np.ndarray | None = None, start: np.ndarray | None = None) -> DijetFit:
-    """Fit the dijet function to a histogram by binned Poisson maximum likelihood.
+              mask: np.ndarray | None = None, start: np.ndarray | None = None, family: str = "dijet") -> DijetFit:
+    """Fit a dijet-function family to a histogram by binned Poisson maximum likelihood.
 
     `mask` (bool per bin) selects the bins that enter the likelihood (e.g. to blind a signal region);
-    `start` optionally gives starting exponents (p1, p2, ...).
+    `start` optionally gives starting exponents (p1, p2, ...); `family` is a key of `FAMILIES`.
     """
     from iminuit import Minuit
 
+    shape = _shape(family)
     if n_params not in (3, 4, 5):
         raise ValueError(f"n_params must be 3, 4 or 5, got {n_params}")
     e = _check_edges(edges, sqrt_s)
@@ -147,7 +188,7 @@ def fit_dijet(counts: np.ndarray, edges: np.ndarray, *, sqrt_s: float = SQRT_S, 
     def log_g(exps):
         half = 0.5 * (e_hi - e_lo)
         m = 0.5 * (e_hi + e_lo)[:, None] + half[:, None] * _GL_X[None, :]
-        lg = _log_shape(m / sqrt_s, np.asarray(exps, dtype=float))
+        lg = shape(m / sqrt_s, np.asarray(exps, dtype=float))
         return special.logsumexp(lg, b=_GL_W[None, :] * half[:, None], axis=1)
 
     def nll_profiled(*exps):
@@ -157,7 +198,7 @@ def fit_dijet(counts: np.ndarray, edges: np.ndarray, *, sqrt_s: float = SQRT_S, 
         return float(-np.sum(n_fit * (lg - special.logsumexp(lg))))
 
     names = [f"p{i}" for i in range(1, n_params)]
-    starts = [np.asarray(start, dtype=float)] if start is not None else [np.array([a, b] + [0.0] * (n_exp - 2)) for a, b in _STARTS]
+    starts = [np.asarray(start, dtype=float)] if start is not None else [np.array([a, b] + [0.0] * (n_exp - 2)) for a, b in _FAMILY_STARTS[family]]
     best, agree = None, 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -207,9 +248,9 @@ def fit_dijet(counts: np.ndarray, edges: np.ndarray, *, sqrt_s: float = SQRT_S, 
     cov = jac @ cov_ln @ jac.T
     errors = np.sqrt(np.clip(np.diag(cov), 0, None))
     valid = bool(best.valid)
-    expected = params[0] * np.exp(dijet_log_bin_integrals(e, params[1:], sqrt_s))
+    expected = params[0] * np.exp(dijet_log_bin_integrals(e, params[1:], sqrt_s, family))
     dev = poisson_deviance(n_fit, expected[use])
     return DijetFit(
         params=params, errors=errors, edges=e, counts=n, expected=expected, mask=use, sqrt_s=float(sqrt_s),
-        deviance=dev, ndof=int(use.sum() - n_params), valid=valid, n_params=n_params, covariance=cov,
+        deviance=dev, ndof=int(use.sum() - n_params), valid=valid, n_params=n_params, covariance=cov, family=family,
     )
