@@ -80,3 +80,30 @@ def test_cli_help_lists_every_stage():
     assert r.returncode == 0
     for stage in ("data", "train", "rates", "export", "cosim", "offline", "run"):
         assert f"  {stage} " in r.stdout
+
+
+@pytest.mark.parametrize("yaml_text,needles", [
+    ("models:\n  frontends: []\n", ["models", "frontends is empty"]),
+    ("models:\n  frontends: [qkeras, qkeras]\n", ["twice"]),
+    ("models:\n  frontends: [brevitas]\n", ["deploy = 'qkeras' is not trained", "['brevitas']"]),
+    ("offline:\n  resonance_window_gev: [4000, 3000]\n", ["offline.resonance_window_gev", "lo < hi"]),
+    ("offline:\n  mjj_dijet_edges_gev: [2800, 6000, 0]\n", ["offline.mjj_dijet_edges_gev", "bins >= 1"]),
+])
+def test_inconsistent_sections_fail_at_load(tmp_path, yaml_text, needles):
+    """Problems that used to surface minutes into a run are refused when the file is loaded."""
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml_text)
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    for n in needles:
+        assert n in str(e.value), (n, str(e.value))
+
+
+def test_read_mapping_names_the_file_and_what_it_holds(tmp_path):
+    from l1ad.config import read_mapping
+
+    (tmp_path / "r.yaml").write_text("- 1\n- 5\n")
+    with pytest.raises(ConfigError, match=r"r.yaml \(RatesConfig fields\): the top level must be a mapping.*got a list"):
+        read_mapping(tmp_path / "r.yaml", "RatesConfig fields")
+    (tmp_path / "ok.yaml").write_text("cl: 0.9\n")
+    assert read_mapping(tmp_path / "ok.yaml", "RatesConfig fields") == {"cl": 0.9}

@@ -213,3 +213,34 @@ def test_data_plots_written(tmp_path):
     assert {f.name for f in files} == {"multiplicity.png", "pt.png", "eta.png", "mjj.png", "weights.png"}
     assert all(f.stat().st_size > 5000 and f.read_bytes()[:4] == b"\x89PNG" for f in files)
     assert not [p for p in (tmp_path / "plots").iterdir() if p.name.startswith(".")]
+
+
+def test_int16_fields_are_range_checked_not_wrapped():
+    """NPU and process codes are stored as int16: 70000 would wrap to 4464 if cast; it is refused instead."""
+    objects = toy_events(3, seed=1).objects
+    with pytest.raises(EventDataError, match=r"field 'npu': value 70000 is outside the representable range \[-32768, 32767\]"):
+        EventBatch.build(objects, npu=[1, 70000, 3])
+    with pytest.raises(EventDataError, match="field 'npu': values must be integers"):
+        EventBatch.build(objects, npu=[1.5, 2, 3])
+    with pytest.raises(EventDataError, match="pile-up multiplicity must be >= 0"):
+        EventBatch.build(objects, npu=[-1, 2, 3])
+    assert EventBatch.build(objects, npu=[0, 32767, 3.0]).npu.tolist() == [0, 32767, 3]
+
+
+def test_complex_input_is_refused_not_cast(tmp_path):
+    objects = toy_events(3, seed=1).objects
+    with pytest.raises(EventDataError, match="field 'objects': dtype complex128 is not allowed"):
+        EventBatch.build(objects.astype(np.complex128))
+    with pytest.raises(EventDataError, match="field 'weight': dtype complex128"):
+        EventBatch.build(objects, weight=np.ones(3, dtype=np.complex128))
+
+
+def test_negative_weights_counted_apart_when_allowed(tmp_path):
+    b = EventBatch.build(toy_events(10, seed=4).objects, weight=np.where(np.arange(10) < 4, -2.0, 1.0),
+                         allow_negative_weights=True)
+    write_events(tmp_path / "nlo.h5", b)
+    with pytest.raises(EventDataError, match="4 negative weight"):
+        describe(tmp_path / "nlo.h5")
+    d = describe(tmp_path / "nlo.h5", allow_negative_weights=True)
+    assert d["n_events"] == 10 and d["weight_sum"] == pytest.approx(-2.0)
+    assert d["negative_weight_events"] == 4 and d["negative_weight_sum"] == pytest.approx(-8.0)
