@@ -351,6 +351,9 @@ def _plot_reach(rows: list[dict], z_levels, path: Path) -> None:
     ax.set_xlabel("Anomaly-trigger rate [kHz]")
     ax.set_ylabel(r"$\sigma$ for median significance [pb]")
     ax.legend(fontsize="x-small", ncol=2)
+    from l1ad.trigger.rate_plots import experiment_label
+
+    experiment_label(ax)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)

@@ -1,11 +1,20 @@
-"""`summary.json` and `report.html` of a pipeline run, assembled from the stages' own summaries and files."""
+"""`summary.json` and `report.html` of a pipeline run, assembled from the stages' own summaries and files.
+
+Every number in the report is checked against its target (l1ad.checks) and flagged; thresholds are given in
+score units with the integer code beside them; efficiencies and TPRs carry their intervals; every front-end's
+plots are embedded."""
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import checks
+from .checks import khz
 from .config import L1adConfig
-from .report import Section, write_report
+from .layers import layer_rows
+from .report import Cell, Flag, Section, git_commit, write_report
 from .stages import StageRecord
 
 #: the keys summary.json always has (tests check the schema)
@@ -52,48 +61,194 @@ def build_summary(cfg: L1adConfig, records: Sequence[StageRecord], out_dir: Path
     }
 
 
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _p(v: Any) -> str:
     return "—" if v is None else f"{v:.3g}"
+
+
+def _interval(v: float | None, lo: float | None, hi: float | None) -> str:
+    return "—" if v is None else f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def _data_section(cfg: L1adConfig, summary: dict, out_dir: Path) -> Section:
+    manifest = _json(out_dir / "data" / "manifest.json")
+    flags, closure_txt = checks.closure(manifest.get("closure"), cfg.data.sizes.get("pileup_pool")
+                                        if isinstance(cfg.data.sizes, dict) else None)
+    rows = []
+    for k, v in summary["data"].items():
+        zb = k == "zero_bias"
+        rows.append([k, v.get("events"), v.get("weight_sum"),
+                     "fraction of bunch crossings (sums to 1)" if zb else "pb (σ × acceptance: pb per event)"])
+    return Section(
+        "Data",
+        [f"Pythia 8 + FastJet at {cfg.data.sqrt_s / 1e3:.1f} TeV, pile-up ⟨μ⟩ = {cfg.data.pileup_mean:g}. Zero-bias "
+         "weights are fractions of bunch crossings (their sum is 1 for the whole stream); signal and dijet weights are "
+         "cross-sections per event in pb (their sum is the sample's σ × acceptance in pb)."]
+        + ([closure_txt] if closure_txt and not flags else []),
+        [("", ["sample", "events", "weight sum", "unit of the weight sum"], rows)],
+        [("Stitched vs minimum-bias single-jet rate (ratio below)", out_dir / "data" / "stitching_closure.png")],
+        flags,
+    )
+
+
+def _rates_files(cfg: L1adConfig, out_dir: Path) -> dict[str, dict]:
+    kinds = list(cfg.models.frontends) + (["float"] if cfg.models.float_reference else [])
+    return {fe: d for fe in kinds if (d := _json(out_dir / "rates" / fe / "rates.json"))}
+
+
+def _threshold_section(cfg: L1adConfig, summary: dict, rates: dict[str, dict], out_dir: Path) -> Section:
+    deploy = summary["deployed_frontend"]
+    reach = {c["target_hz"]: c for c in rates.get(deploy, {}).get("threshold_checks", [])}
+    rows = []
+    for t in summary["thresholds"]:
+        c = reach.get(t["target_rate_hz"], {})
+        ok = c.get("reachable", True)
+        status = Cell("reached", "ok") if ok else Cell(
+            f"not reached: {t['target_rate_hz'] / max(t['rate_hz'], 1e-300):.3g}x below", "bad", c.get("message", ""))
+        lo, hi = t["rate_interval_hz"]
+        rows.append([khz(t["target_rate_hz"]), f"{t['threshold_float']:.6g} (code {t['threshold_int']})",
+                     Cell(f"{khz(t['rate_hz'])} [{lo / 1e3:.3g}, {hi / 1e3:.3g}]", None if ok else "bad"), status,
+                     khz(c.get("rate_if_lower_hz")), khz(t["pure_rate_hz"])])
+    flags = [f for fe, d in rates.items() if fe != "float" for f in checks.unreachable_rates(d.get("threshold_checks", []), fe)]
+    figs = [(f"Rate vs threshold ({fe}{', float scores' if fe == 'float' else ''})", out_dir / "rates" / fe / "rate_curve.png")
+            for fe in rates]
+    return Section(
+        f"Thresholds by rate ({deploy}, bit-exact emulator scores)",
+        ["The trigger fires when score > threshold. Rates are the zero-bias rate × the weighted fraction of held-out "
+         "zero-bias events above the threshold; intervals are weighted Clopper-Pearson (68.3 %). Thresholds are in "
+         "score units with the integer code the comparator uses beside them. A target is reached when the rate lies "
+         f"within a factor {1 / cfg.rates.min_rate_fraction:g} below it; the next lower code overshoots the target."],
+        [("", ["target", "threshold (code)", "rate [68 % interval, kHz]", "target reached?", "next lower code gives",
+               "pure rate (no menu seed)"], rows)],
+        figs, flags,
+    )
+
+
+def _efficiency_section(rates: dict[str, dict], out_dir: Path) -> Section:
+    rows = []
+    for fe, d in rates.items():
+        unreached = {c["target_hz"] for c in d.get("threshold_checks", []) if not c["reachable"]}
+        for sig, s in d.get("signals", {}).items():
+            cells = []
+            for e in s.get("efficiency_at_rate", []):
+                txt = _interval(e["efficiency"], e["efficiency_lo"], e["efficiency_hi"])
+                cells.append(Cell(txt, "warn", "the threshold does not give the target rate: this is the efficiency at "
+                                               f"{khz(e['rate_hz'])}") if e["target_hz"] in unreached else txt)
+            rows.append([fe, sig, *cells])
+    targets = [khz(e["target_hz"]) for d in list(rates.values())[:1] for s in list(d.get("signals", {}).values())[:1]
+               for e in s.get("efficiency_at_rate", [])]
+    return Section(
+        "Signal efficiency at each target rate",
+        ["Weighted signal fraction above each rate's threshold, with its Clopper-Pearson interval (68.3 %). Amber: the "
+         "threshold misses its target rate, so the efficiency belongs to the rate actually reached."],
+        [("", ["front-end", "signal", *targets], rows)],
+        [(f"Efficiency vs rate ({fe})", out_dir / "rates" / fe / "efficiency_vs_rate.png") for fe in rates],
+    )
+
+
+def _models_section(rates: dict[str, dict], out_dir: Path) -> Section:
+    sigs = sorted({s for d in rates.values() for s in d.get("signals", {})})
+    rows = []
+    for fe, d in rates.items():
+        ss = d.get("signals", {})
+        tprs = []
+        for s in sigs:
+            t = (ss.get(s, {}).get("tpr_at_fpr") or [None])[0]
+            if t is None:
+                tprs.append("—")
+            elif "tpr_step_lo" in t:
+                txt = _interval(t["tpr_step"], t["tpr_step_lo"], t["tpr_step_hi"])
+                tprs.append(Cell(txt, None if t.get("reliable") else "warn",
+                                 "" if t.get("reliable") else f"needs {t['zb_events_needed']:,} effective zero-bias events"))
+            else:
+                tprs.append(f"{t['tpr']:.3g}")
+        rows.append([fe, *[ss.get(s, {}).get("auc") for s in sigs], *tprs])
+    return Section(
+        "Models: AUC and TPR at FPR = 1e-5",
+        ["TPR is the signal efficiency of the threshold whose zero-bias FPR is at most 1e-5, with its signal-statistics "
+         "interval (Clopper-Pearson, 68.3 %); amber where the zero-bias sample cannot resolve that FPR."],
+        [("", ["front-end", *[f"AUC {s}" for s in sigs], *[f"TPR@1e-5 {s}" for s in sigs]], rows)],
+        [(f"ROC ({fe})", out_dir / "rates" / fe / "roc.png") for fe in rates],
+        checks.low_statistics_tpr(rates),
+    )
+
+
+def _firmware_section(cfg: L1adConfig, summary: dict, out_dir: Path) -> Section:
+    hls, rtl = summary["hls"], summary["rtl"]
+    rows = []
+    if hls:
+        mm = hls.get("mismatches", {})
+        bad = sum(mm.values()) if isinstance(mm, dict) else mm
+        rows.append(["hls4ml C simulation", hls.get("vectors"),
+                     Cell(", ".join(f"{k}={v}" for k, v in mm.items()), "bad" if bad else "ok")])
+    if rtl.get("vectors") is not None:
+        rows.append(["Verilog (Verilator)", rtl.get("vectors"), Cell(str(rtl.get("mismatches")), "bad" if rtl["mismatches"] else "ok")])
+    flags = checks.bit_exact(summary) + checks.latency(rtl, cfg.firmware.verilog.budget_ns)
+    rtl_dir = out_dir / "rtl" / "rtl"
+    yosys = _json(rtl_dir / "report.json").get("resources")
+    paras = []
+    if rtl.get("latency_cycles"):
+        paras.append(f"Latency {rtl['latency_cycles']} cycles at {rtl['clock_mhz']:g} MHz = "
+                     f"{rtl['latency_cycles'] * 1e3 / rtl['clock_mhz']:.1f} ns (budget {cfg.firmware.verilog.budget_ns:g} ns, "
+                     "firmware.verilog.budget_ns; AXOL1TL: two bunch crossings); one event per clock (II = 1).")
+    if yosys:
+        paras.append(f"Yosys synth_xilinx (UltraScale+), whole design: LUT {yosys.get('LUT')}, FF {yosys.get('FF')}, "
+                     f"DSP {yosys.get('DSP')}, CARRY8 {yosys.get('CARRY')}. The per-layer LUT column is the estimate.")
+    else:
+        flags.append(Flag("warn", "Yosys off (firmware.yosys: false): resources are estimates (CSD adders × accumulator "
+                                  "bits), not a synthesis result"))
+    tables = [("Bit-exact checks", ["check", "vectors", "mismatches"], rows)]
+    if (rtl_dir / "qmodel.json").is_file():
+        header, lrows = layer_rows(rtl_dir, yosys_ran=bool(yosys))
+        tables.append(("Per-layer formats, latency and resources" + ("" if yosys else " (Yosys off: estimate)"), header, lrows))
+    return Section("Firmware: bit-exact checks, latency and resources", paras, tables, [], flags)
 
 
 def _offline_section(off: dict, out_dir: Path) -> Section:
     """Triggered-stream analyses per rate, and the discovery reach table and plot."""
     per_rate = off.get("per_rate", [])
+    flags, labels = checks.offline_statistics(per_rate)
     rows = []
     figs = [("Cross-section for 3σ / 5σ vs trigger rate", out_dir / "offline" / "reach_vs_rate.png")]
     shown_dijet: list[dict] = []  # the dijet-stream hunt is often the same at every rate: draw each result once
     for r in per_rate:
         bh, dj, nq = r.get("bumphunt", {}), r.get("dijet_bumphunt", {}), r.get("nplm", {})
         dj_sig = dj.get("with_signal", {})
-        rows.append([_fmt_rate(r["target_hz"]), _fmt_rate(r["kept_hz"]), r["triggered_events"],
-                     bh.get("skipped") or f"global p {_p(bh.get('global_p_toys'))}",
-                     dj.get("skipped") or f"bkg-only p {_p(dj.get('background_only', {}).get('global_p_toys'))}; "
-                                          f"+{dj_sig.get('injected', 0)} signal: local Z {_p(dj_sig.get('local_z'))}, "
-                                          f"global p {_p(dj_sig.get('global_p_toys'))}",
-                     nq.get("skipped") or f"p {_p(nq.get('p_empirical'))} ({nq.get('n_toys')} toys)"])
-        for key, cap in (("dijet_bumphunt", "dijet bump hunt"), ("nplm", "NPLM null test")):
-            plot = (r.get(key) or {}).get("with_signal", {}).get("plot") if key == "dijet_bumphunt" else (r.get(key) or {}).get("plot")
-            if key == "dijet_bumphunt" and plot:
-                same = _without_plots(dj)
-                if same in shown_dijet:
-                    continue
-                shown_dijet.append(same)
-            if plot:
-                figs.append((f"{cap}, {_fmt_rate(r['target_hz'])}", out_dir / "offline" / plot))
+        rows.append([khz(r["target_hz"]), khz(r["kept_hz"]), r["triggered_events"],
+                     labels.get(bh.get("skipped"), f"global p {_p(bh.get('global_p_toys'))}"),
+                     labels.get(dj.get("skipped"), f"bkg-only p {_p(dj.get('background_only', {}).get('global_p_toys'))}; "
+                                                   f"+{dj_sig.get('injected', 0)} signal: local Z {_p(dj_sig.get('local_z'))}, "
+                                                   f"global p {_p(dj_sig.get('global_p_toys'))}"),
+                     labels.get(nq.get("skipped"), f"p {_p(nq.get('p_empirical'))} ({nq.get('n_toys')} toys)")])
+        plot = dj_sig.get("plot")
+        if plot and _without_plots(dj) not in shown_dijet:
+            shown_dijet.append(_without_plots(dj))
+            figs.append((f"dijet bump hunt (spectrum, fit, pulls, local Z), {khz(r['target_hz'])}", out_dir / "offline" / plot))
+        if nq.get("plot"):
+            figs.append((f"NPLM null test, {khz(r['target_hz'])}", out_dir / "offline" / nq["plot"]))
     reach = off.get("reach", [])
-    zs = sorted({k for r in reach for k in r if k.startswith("xsec_pb_")})
-    reach_rows = [[_fmt_rate(r["target_hz"]), r["signal"], r["search"], r["efficiency"], r["background_events"],
-                   *[r.get(z) if r.get(z) is not None else "n/d" for z in zs]] for r in reach]
+    targets = list(dict.fromkeys(r["target_hz"] for r in reach))
+    zs = sorted({k for r in reach for k in r if k.startswith("xsec_pb_")}, key=lambda z: float(z[8:-5]))
+    reach_rows = []
+    for sig in dict.fromkeys((r["signal"], r["search"]) for r in reach):
+        by = {r["target_hz"]: r for r in reach if (r["signal"], r["search"]) == sig}
+        reach_rows.append([sig[0], sig[1], *[" / ".join(_p(by[t].get(z)) if by.get(t, {}).get(z) is not None else "n/d"
+                                                         for z in zs) for t in targets]])
+    z_names = " / ".join(z.replace("xsec_pb_", "").replace("sigma", "σ") for z in zs)
     return Section(
         "Offline searches and discovery reach",
-        [f"Triggered samples are the events whose emulator trigger bit fires. Reach: the cross-section giving a median "
-         f"(Asimov) significance over the triggered background for {off.get('luminosity_fb')} fb⁻¹; n/d where no simulated "
-         "background passes."],
+        [f"Triggered samples are the events whose emulator trigger bit fires. Reach: the cross-section [pb] giving a "
+         f"median (Asimov) significance of {z_names} over the triggered background for {off.get('luminosity_fb')} fb⁻¹; "
+         "n/d where no simulated background passes. Skipped analyses are labelled (a), (b), ... and explained once in "
+         "the flags above."],
         [("Per trigger rate", ["target", "kept rate", "triggered ZB events", "ZB m_jj bump hunt", "dijet stream bump hunt",
                                "NPLM (half vs half)"], rows),
-         ("Discovery reach", ["target", "signal", "search", "efficiency", "background events",
-                              *[z.replace("xsec_pb_", "σ [pb] ") for z in zs]], reach_rows)],
-        figs,
+         (f"Discovery reach: σ [pb] for {z_names}", ["signal", "search", *[khz(t) for t in targets]], reach_rows)],
+        figs, flags,
     )
 
 
@@ -104,65 +259,22 @@ def _without_plots(d: Any) -> Any:
     return d
 
 
-def _fmt_rate(hz: Any) -> str:
-    return "—" if hz is None else f"{hz / 1e3:.3g} kHz"
-
-
 def build_report(cfg: L1adConfig, summary: dict, out_dir: Path) -> Path:
     """report.html: one self-contained page for the physicist and the firmware engineer."""
-    deploy = summary["deployed_frontend"]
-    sections = []
-    data = summary["data"]
-    sections.append(Section(
-        "Data",
-        [f"Pythia 8 + FastJet at {cfg.data.sqrt_s / 1e3:.1f} TeV, pile-up ⟨μ⟩ = {cfg.data.pileup_mean:g}; zero-bias weights are "
-         "fractions of bunch crossings, signal weights are pb per event."],
-        [("", ["sample", "events", "weight sum"], [[k, v.get("events"), v.get("weight_sum")] for k, v in data.items()])],
-        [("Stitched vs minimum-bias single-jet rate", out_dir / "data" / "stitching_closure.png")],
-    ))
-    thr = summary["thresholds"]
-    sections.append(Section(
-        f"Thresholds by rate ({deploy}, bit-exact emulator scores)",
-        ["Rates are zero-bias rate × weighted fraction of held-out zero-bias events with score > threshold; "
-         "intervals are weighted Clopper-Pearson (68.3 %)."],
-        [("", ["target", "threshold (real)", "threshold (code)", "rate", "interval", "pure rate"],
-          [[_fmt_rate(t["target_rate_hz"]), t["threshold_float"], t["threshold_int"], _fmt_rate(t["rate_hz"]),
-            f"{_fmt_rate(t['rate_interval_hz'][0])} – {_fmt_rate(t['rate_interval_hz'][1])}", _fmt_rate(t["pure_rate_hz"])]
-           for t in thr])],
-        [(f"Rate vs threshold ({deploy})", out_dir / "rates" / deploy / "rate_curve.png"),
-         (f"ROC ({deploy})", out_dir / "rates" / deploy / "roc.png"),
-         (f"Efficiency vs rate ({deploy})", out_dir / "rates" / deploy / "efficiency_vs_rate.png")],
-    ))
-    models = summary["models"]
-    sigs = sorted({s for m in models.values() for s in m.get("auc", {})})
-    sections.append(Section(
-        "Models: AUC and TPR at FPR = 1e-5",
-        [],
-        [("", ["front-end", *[f"AUC {s}" for s in sigs], *[f"TPR@1e-5 {s}" for s in sigs]],
-          [[fe, *[m["auc"].get(s) for s in sigs], *[m["tpr_at_fpr_1e-5"].get(s) for s in sigs]] for fe, m in models.items()])],
-        [(f"ROC ({fe})", out_dir / "rates" / fe / "roc.png") for fe in models if fe != deploy],
-    ))
-    hls, rtl = summary["hls"], summary["rtl"]
-    rows = []
-    if hls:
-        mm = hls.get("mismatches", {})
-        rows.append(["hls4ml C simulation", hls.get("vectors"), ", ".join(f"{k}={v}" for k, v in mm.items())])
-    if rtl.get("vectors") is not None:
-        rows.append(["Verilog (Verilator)", rtl.get("vectors"), str(rtl.get("mismatches"))])
-    sections.append(Section(
-        "Firmware: bit-exact checks, latency and resources",
-        ([f"Latency {rtl.get('latency_cycles')} cycles at {rtl.get('clock_mhz')} MHz "
-          f"({rtl['latency_cycles'] * 1e3 / rtl['clock_mhz']:.1f} ns; the AXOL1TL budget is 50 ns = two bunch crossings)."]
-         + ([f"Yosys synth_xilinx (UltraScale+): LUT {rtl.get('lut')}, FF {rtl.get('ff')}, DSP {rtl.get('dsp')}, "
-             f"CARRY {rtl.get('carry')}."] if rtl.get("lut") is not None else
-            ["Yosys was not run in this configuration (firmware.yosys: false)."])) if rtl.get("latency_cycles") else [],
-        [("", ["check", "vectors", "mismatches"], rows)],
-    ))
+    out_dir = Path(out_dir)
+    rates = _rates_files(cfg, out_dir)
+    sections = [_data_section(cfg, summary, out_dir), _threshold_section(cfg, summary, rates, out_dir),
+                _efficiency_section(rates, out_dir), _models_section(rates, out_dir),
+                _firmware_section(cfg, summary, out_dir)]
     off = summary.get("offline") or {}
     if off:
         sections.append(_offline_section(off, out_dir))
     t = summary["timings"]
     sections.append(Section("Timings", [], [("", ["stage", "seconds", "cached"],
                                              [[k, v["seconds"], v["cached"]] for k, v in t.items() if isinstance(v, dict)])]))
-    return write_report(out_dir / "report.html", "l1ad: anomaly-detection trigger, end to end", sections,
-                        subtitle=f"config {summary['config_hash']} · l1ad {summary['versions'].get('l1ad')}")
+    v = summary["versions"]
+    meta = {"generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git commit": git_commit(),
+            "config hash": summary["config_hash"], "deployed front-end": summary["deployed_frontend"],
+            "versions": ", ".join(f"{k} {v[k]}" for k in ("l1ad", "qkeras", "brevitas", "hls4ml", "cocotb") if k in v),
+            "output folder": str(out_dir)}
+    return write_report(out_dir / "report.html", "l1ad: anomaly-detection trigger, end to end", sections, meta=meta)

@@ -146,7 +146,10 @@ def plot_nplm_null(result, path: str | os.PathLike, *, title: str = "", nominal_
 
     plt, _ = _plt()
     t = np.asarray(result.t_toys, dtype=float)
-    q_lo, q_hi = (np.percentile(t, [0, 100]) if t.size else (0.0, 1.0))
+    med = float(np.median(t)) if t.size else 0.0
+    mad = 1.4826 * float(np.median(np.abs(t - med))) if t.size else 1.0
+    core = t[np.abs(t - med) <= 8 * mad] if mad > 0 else t  # the toys' bulk; far outliers are counted, not drawn
+    q_lo, q_hi = (float(core.min()), float(core.max())) if core.size else (0.0, 1.0)
     span = max(q_hi - q_lo, 1e-9)
     lo, hi = min(0.0, q_lo - 0.1 * span), q_hi + 0.4 * span
     t_obs = float(result.t_obs)
@@ -155,7 +158,9 @@ def plot_nplm_null(result, path: str | os.PathLike, *, title: str = "", nominal_
         lo, hi = min(lo, t_obs - 0.1 * span), max(hi, t_obs + 0.1 * span)
     fig, ax = plt.subplots(figsize=(10, 7))
     bins = np.linspace(lo, hi, 30)
-    ax.hist(t, bins=bins, density=True, histtype="stepfilled", color="C0", alpha=0.35, label=f"null toys ({t.size})")
+    h, _, _ = ax.hist(t, bins=bins, density=True, histtype="stepfilled", color="C0", alpha=0.35,
+                      label=f"null toys ({t.size})")
+    top = 1.6 * float(h.max()) if h.size and h.max() > 0 else None  # the y range follows the toys, not the pdf
     xs = np.linspace(max(lo, 1e-6), hi, 400)
     ok = result.chi2.ks_p >= 0.01
     ax.plot(xs, stats.chi2.pdf(xs, result.chi2.dof), "k-" if ok else "k:", lw=2,
@@ -164,6 +169,8 @@ def plot_nplm_null(result, path: str | os.PathLike, *, title: str = "", nominal_
         ax.plot(xs, stats.chi2.pdf(xs, nominal_dof), "C1--", lw=1.5, label=rf"$\chi^2$ nominal: dof = {nominal_dof:g}")
     p_txt = f"Z = {result.z_chi2:.2f} from $\\chi^2$" if ok else f"p = {result.p_empirical:.2g} from toys"
     label = f"$t_{{obs}}$ = {t_obs:.4g} ({p_txt})"
+    if top:
+        ax.set_ylim(0, top)
     if inside:
         ax.axvline(t_obs, color="C3", lw=2, label=label)
     else:
@@ -172,6 +179,9 @@ def plot_nplm_null(result, path: str | os.PathLike, *, title: str = "", nominal_
         ax.annotate("", xy=(edge, 0.5 * ymax), xytext=(edge + (0.12 if edge == lo else -0.12) * (hi - lo), 0.5 * ymax),
                     arrowprops={"arrowstyle": "->", "color": "C3", "lw": 2})
         ax.plot([], [], color="C3", lw=2, label=label + ", off scale")
+    off = int(((t < lo) | (t > hi)).sum())
+    if off:
+        ax.plot([], [], " ", label=f"{off} toy(s) off scale (from {t.min():.3g} to {t.max():.3g})")
     ax.set_xlim(lo, hi)
     ax.set_xlabel("test statistic $t$")
     ax.set_ylabel("density")

@@ -41,7 +41,7 @@ def _figure(path: Path, figsize=(8, 6), rlabel: str = "", label_loc: int = 0):
             experiment_label(ax, rlabel, label_loc)
             fig.tight_layout()
             with atomic_path(path, suffix=".png") as tmp:
-                fig.savefig(tmp, dpi=110, format="png")
+                fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")  # legends may sit outside the axes
         finally:
             plt.close(fig)
 
@@ -84,7 +84,7 @@ def plot_rate_curve(report: RatesReport, path: str | Path, *, score_lsb: float |
         ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_xlabel("anomaly-score threshold" + (" [score units]" if score_lsb is not None else ""))
         ax.set_ylabel("L1 rate [kHz]")
-        ax.legend(fontsize="x-small", loc="upper right")
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=1, frameon=False)
     return path
 
 
