@@ -86,6 +86,7 @@ def inputs(tmp_path_factory) -> Path:
     (d / "unknown_key.yaml").write_text("modles:\n  frontends: [qkeras]\n")
     (d / "bad_yaml.yaml").write_text("rates: [unclosed\n")
     (d / "gen_bad.yaml").write_text("seed: -1\n")
+    (d / "arch60.yaml").write_text("kind: ae\nn_inputs: 60\n")
     (d / "bumphunt_list.yaml").write_text("bumphunt: [1, 2]\n")
     # firmware documents
     q = l1_autoencoder((8, 4, 8), seed=2)
@@ -159,6 +160,7 @@ CASES = [
     ("train-npu-wrap", ["train", "{d}/npu_wrap.h5", "--out", "{out}"], ["npu_wrap.h5", "70000"]),
     ("train-arch-bogus", ["train", "{d}/zb.h5", "--arch", "transformer", "--out", "{out}"], ["--arch", "transformer", "'ae', 'vae'"]),
     ("train-arch-list", ["train", "{d}/zb.h5", "--arch", "{d}/list.yaml", "--out", "{out}"], ["list.yaml", "mapping"]),
+    ("train-arch-n-inputs", ["train", "{d}/zb.h5", "--arch", "{d}/arch60.yaml", "--out", "{out}"], ["n_inputs=60", "zb.h5"]),
     ("train-epochs-negative", ["train", "{d}/zb.h5", "--epochs", "-3", "--out", "{out}"], ["epochs", "-3"]),
     ("train-max-events-zero", ["train", "{d}/zb.h5", "--max-events", "0", "--out", "{out}"], ["--max-events", "0"]),
     # l1ad rates
@@ -183,6 +185,7 @@ CASES = [
     ("score-chunk-size-zero", ["score", "{d}/qmodel.json", "{d}/zb.h5", "--chunk-size", "0", "--out", "{out}"], ["--chunk-size", "0"]),
     # l1ad export / cosim
     ("export-verilog-qmodel-list", ["export", "verilog", "{d}/qmodel_list.json", "--out", "{out}"], ["qmodel_list.json", "JSON list"]),
+    ("export-verilog-rates-list", ["export", "verilog", "{d}/qmodel.json", "--rates", "{d}/qmodel_list.json", "--out", "{out}"], ["qmodel_list.json", "not an l1ad rates report"]),
     ("export-hls-config-list", ["export", "hls", "{d}/model_truncated", "--config", "{d}/list.yaml", "--out", "{out}"], ["list.yaml", "mapping"]),
     ("export-hls-truncated-model", ["export", "hls", "{d}/model_truncated", "--out", "{out}"], ["model_truncated/model.h5"]),
     ("cosim-no-design", ["cosim", "{d}/rtl_empty", "--out", "{out}"], ["rtl_empty", "design.json"]),

@@ -50,7 +50,7 @@ def thresholds_from_rates(q: QModel, rates_json: str | Path) -> list[int]:
         d = json.loads(p.read_text())
         vals = [t["threshold"] for t in d["thresholds"]]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{p}: not an l1ad rates report with thresholds[*].threshold ({e})") from None
+        raise HLSExportError(f"{p}: not an l1ad rates report with thresholds[*].threshold ({e})") from None
     return [q.threshold_code(float(v)) for v in vals]
 
 

@@ -51,6 +51,7 @@ def command(data_file: Path, frontend: str, arch_spec: str, out_dir: Path, epoch
             val_fraction, seed, threads, max_events, latent_scan, no_progress) -> None:
     """Train on DATA_FILE (weighted zero-bias events) and write a model directory."""
     from l1ad.config import validate_section
+    from l1ad.trigger.errors import UserInputError
     from l1ad.trigger.train import TrainingConfig, train_model
     from l1ad.trigger.train import latent_scan as run_scan
 
@@ -68,6 +69,10 @@ def command(data_file: Path, frontend: str, arch_spec: str, out_dir: Path, epoch
         if not latents or min(latents) < 1:
             raise click.BadParameter(f"latent sizes must be integers >= 1, got {latent_scan!r}", param_hint="--latent-scan")
     batch = _read(data_file, max_events)
+    try:  # a configured input size that does not match the file is the user's, before any training starts
+        arch.check_n_inputs(batch.l1_inputs().shape[1], source=str(data_file))
+    except ValueError as e:
+        raise UserInputError(str(e)) from None
     if latent_scan:
         result = run_scan(frontend, arch, batch, cfg, latents, out_dir)
         for p in result["points"]:
