@@ -5,6 +5,11 @@ float32 or float64 only when a bound proves every product and every partial sum 
 2**53 (so the float result is exact in any summation order); otherwise int64 (when every partial sum is below
 2**62) and otherwise Python integers (object arrays). Accumulators narrower than exact follow the hls4ml order
 (bias first, then inputs in index order, each product and partial sum converted to the accumulator format).
+
+When the interval bounds prove every step exact in floats, "auto" runs the fused float path: per layer one GEMM
+whose weights and bias carry the power-of-two rescaling to the output LSB, relu as v + |v| on the halved sum,
+one rounding pass, one inexact count, a max/min check and a scatter for the few values that overflow; scratch
+buffers are reused per worker thread. ``stage_profile`` times its stages.
 """
 from __future__ import annotations
 
@@ -110,10 +115,6 @@ class _LayerPlan:
     dot_bound: int = 0  # bound on any partial sum of the integer dot product (product LSB)
     part_bound: int = 0  # bound on any partial sum incl. bias (exact accumulator LSB)
     max_w: int = 0
-    w_f64: Any = None
-    w_f32: Any = None
-    bias_f64: Any = None  # bias at the accumulator format's LSB
-    bias_f32: Any = None
 
 
 BACKENDS = ("auto", "int", "i64", "object")
@@ -155,16 +156,11 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
         b_ex = [int(v) << (fa - L.bias_format.frac) for v in L.bias.tolist()]
         bias_exact = np.array(b_ex, dtype=object if (big or backend == "object") else np.int64)
         part_bound = max(max(abs(v) for v in ab["part_lo"]), max(abs(v) for v in ab["part_hi"]))
-        k_acc = L.accum_format.frac - fa
-        small = part_bound < F64_LIM and max_w < F64_LIM and k_acc >= 0 and k_acc < 52
-        b_acc = [v << k_acc for v in b_ex] if k_acc >= 0 else b_ex
         layers.append(_LayerPlan(
             name=L.name, in_fmt=in_fmt, w_fmt=L.weight_format, acc_fmt=L.accum_format, out_fmt=L.output_format,
             prod_fmt=L.product_format, exact=exact, backend=backend if exact else "sequential", w_num=w_num, w_int=w_int,
             shift_p=fa - fp, bias_exact=bias_exact, bias_code=L.bias, bias_fmt=L.bias_format, frac_exact=fa,
             relu=L.activation == "relu", dot_bound=m, part_bound=part_bound, max_w=max_w,
-            w_f64=L.weights.astype(np.float64) if small else None, w_f32=L.weights.astype(np.float32) if small else None,
-            bias_f64=np.array(b_acc, dtype=np.float64) if small else None, bias_f32=np.array(b_acc, dtype=np.float32) if small else None,
         ))
         in_b = bounds[f"{L.name}.out"]
         in_fmt = L.output_format
@@ -192,7 +188,6 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
     plan["ones_in"] = np.ones(n_sc)
     plan["ones_obj"] = np.ones(n_sc // plan["gate_block"]) if plan["gate_block"] else None
     plan["sub_f"] = np.array([float(v) for v in sub], dtype=np.float64) if all(abs(int(v)) < F64_LIM for v in sub) else None
-    plan["mul_f"] = np.array([2.0 ** int(k) for k in lsh], dtype=np.float64)
     plan["float"] = _float_plan(q, plan) if (force == "auto" and plan["sub_f"] is not None) else None
     q.__dict__[key] = plan
     return plan
