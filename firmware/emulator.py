@@ -348,8 +348,6 @@ class _FLayer:
     b: np.ndarray
     s: int  # accumulator -> output fraction bits dropped (> 0: round)
     acc_mul: float  # GEMM result -> accumulator codes (for keep=True)
-    lo: float
-    hi: float
     check_lo: bool  # the output can fall below its minimum (else only the maximum is checked)
 
 
@@ -381,7 +379,7 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
         b = np.array([float(v) for v in p.bias_exact.tolist()], dtype=np.float64) * 2.0 ** e
         of = p.out_fmt
         layers.append(_FLayer(p, dt, w.astype(dt), b.astype(dt), s_out, 2.0 ** (s_out + (1 if p.relu else 0)),
-                              float(of.min_code), float(of.max_code), not p.relu or of.min_code > 0))
+                              not p.relu or of.min_code > 0))
         in_w = of.width
     sa = plan["score"]
     if sa is not None:
