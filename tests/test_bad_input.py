@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from l1ad.cli import main
+from l1ad.firmware import emulate
 from l1ad.sim.models import l1_autoencoder
 from l1ad.trigger.events import EventBatch
 from l1ad.trigger.io import write_events
@@ -90,8 +91,7 @@ def inputs(tmp_path_factory) -> Path:
     (d / "bumphunt_list.yaml").write_text("bumphunt: [1, 2]\n")
     # firmware documents
     q = l1_autoencoder((8, 4, 8), seed=2)
-    q = q.with_thresholds([int(np.median(__import__("l1ad.firmware", fromlist=["emulate"]).emulate(
-        q, hw_inputs(good.objects)).score_int))])
+    q = q.with_thresholds([int(np.median(emulate(q, hw_inputs(good.objects)).score_int))])
     q.save(d / "qmodel.json")
     (d / "qmodel_list.json").write_text(json.dumps([1, 2, 3]))
     (d / "qmodel_broken.json").write_text('{"schema": "l1ad.qmodel/1", "layers": [')
