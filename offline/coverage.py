@@ -1,0 +1,152 @@
+"""Coverage of global p-values on background-only pseudo-experiments: P(p <= level) with binomial errors.
+
+A p-value covers when P(p <= a) <= a under H0 (= a: nominal; < a: conservative). For each level the table
+gives the fraction, its binomial error sqrt(f (1 - f) / n) and the 95 % Clopper-Pearson interval; the verdict
+is "anti-conservative" when the interval lies above the level, "conservative" when below, else "nominal".
+
+Campaigns (each returns rows for `format_table`; the >= 200-toy runs are `bench/coverage_offline.py`):
+
+* `bumphunt_campaign`: Poisson spectra of a known dijet function; the scan's global p from its own toys
+  (Poisson fluctuations of the *fitted* background, so not exact by construction) and the Euler-characteristic
+  estimate, with and without the fit uncertainty in t;
+* `nplm_campaign`: kernel NPLM, data drawn from the background generator against one fixed reference; p from
+  the null toys (empirical) and from the chi2 fitted to them;
+* `cwola_campaign`: whole retrained CWoLa hunts (`offline.hunt_toys`): the Sidak quick estimate per efficiency
+  cut, the local p of every window, and the toy global p (leave-one-out among the toys: exchangeable, so
+  nominal by construction; it measures nothing beyond the toys' own Monte Carlo error).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["LEVELS", "bumphunt_campaign", "coverage_row", "cwola_campaign", "format_table", "leave_one_out_p",
+           "nplm_campaign"]
+
+LEVELS = (0.05, 0.1, 0.2)
+
+
+def coverage_row(name: str, pvalues, levels=LEVELS) -> dict:
+    """Coverage of one set of background-only p-values at each level."""
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1 or p.size == 0 or np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError(f"{name}: p-values must be a non-empty 1-D array in [0, 1]")
+    n = p.size
+    cells = []
+    for a in levels:
+        k = int(np.sum(p <= a))
+        f = k / n
+        lo = stats.beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+        hi = stats.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+        verdict = "anti-conservative" if lo > a else ("conservative" if hi < a else "nominal")
+        cells.append({"level": a, "fraction": f, "error": float(np.sqrt(f * (1 - f) / n)), "cp95": [float(lo), float(hi)],
+                      "verdict": verdict})
+    return {"name": name, "n": n, "cells": cells}
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table: one row per p-value, P(p <= level) +- binomial error per level."""
+    levels = [c["level"] for c in rows[0]["cells"]]
+    head = "| p-value | n | " + " | ".join(f"P(p <= {a:g})" for a in levels) + " |"
+    lines = [head, "|---|---|" + "---|" * len(levels)]
+    for r in rows:
+        cells = " | ".join(f"{c['fraction']:.3f} +- {c['error']:.3f}" + ("" if c["verdict"] == "nominal" else f" ({c['verdict']})")
+                           for c in r["cells"])
+        lines.append(f"| {r['name']} | {r['n']} | {cells} |")
+    return "\n".join(lines)
+
+
+def leave_one_out_p(t: np.ndarray) -> np.ndarray:
+    """Toy p of each toy against the others: (1 + #{j != i: t_j >= t_i}) / n."""
+    t = np.asarray(t, dtype=float)
+    ge = (t[None, :] >= t[:, None]).sum(axis=1) - 1
+    return (1 + ge) / t.size
+
+
+# ---------------------------------------------------------------------------------------------- bump hunt
+def bumphunt_task(seed: int, edges: np.ndarray, mu: np.ndarray, inner_toys: int, widths: tuple[int, ...]) -> dict:
+    """One background-only spectrum scanned with and without the fit uncertainty (module level for Dask)."""
+    from l1ad.offline.bumphunt import scan
+
+    n = np.random.default_rng(seed).poisson(mu).astype(float)
+    out = {"seed": seed}
+    for tag, fu in (("plain", False), ("fit_unc", True)):
+        r = scan(n, edges, n_toys=inner_toys, widths=widths, fit_uncertainty=fu, seed=seed + 1, n_lee_toys=min(inner_toys, 300))
+        out[tag] = {"toys": r.global_p_toys, "ec": r.global_p_ec, "t_max": r.t_max}
+    return out
+
+
+def bumphunt_campaign(n_toys: int, *, n_events: float = 1e5, edges=None, inner_toys: int = 300,
+                      widths: tuple[int, ...] = (3, 5, 7), seed: int = 0, scheduler: str | None = "sync") -> dict:
+    from l1ad.offline.bumphunt import falling_spectrum
+    from l1ad.offline.toys_dask import map_toys
+
+    e = np.arange(1500.0, 6001.0, 100.0) if edges is None else np.asarray(edges, dtype=float)
+    mu = falling_spectrum(e, n_events)
+    res = map_toys(bumphunt_task, [seed + 7919 * i for i in range(n_toys)], shared={"edges": e, "mu": mu},
+                   scheduler=scheduler, inner_toys=inner_toys, widths=tuple(widths))
+    rows = []
+    for tag, label in (("plain", "t"), ("fit_unc", "t with fit uncertainty")):
+        rows.append(coverage_row(f"dijet bump hunt, {label}: toys ({inner_toys})", [r[tag]["toys"] for r in res]))
+        rows.append(coverage_row(f"dijet bump hunt, {label}: Euler characteristic",
+                                 np.clip([r[tag]["ec"] for r in res], 0, 1)))
+    return {"rows": rows, "raw": res, "setup": {"n_events": n_events, "edges": [float(e[0]), float(e[-1]), len(e) - 1],
+                                                "inner_toys": inner_toys, "widths": list(widths)}}
+
+
+# ---------------------------------------------------------------------------------------------- NPLM kernel
+def nplm_data_task(seed: int, X_ref: np.ndarray, n_expected: float, cfg_json: str) -> dict:
+    """t of one background-only data set drawn from the generator against the fixed reference."""
+    from l1ad.offline import lhco_toy, nplm
+    from l1ad.offline.reach import _nplm_inputs
+
+    rng = np.random.default_rng(seed)
+    cfg = nplm.NPLMConfig.model_validate_json(cfg_json)
+    n = int(rng.poisson(n_expected))
+    X = _nplm_inputs(lhco_toy.sample_background(n, rng, lhco_toy.ToyConfig(), (3300.0, 3700.0)))
+    return {"seed": seed, "t": nplm.fit(X_ref, X, cfg, n_expected=n_expected, seed=seed).t}
+
+
+def nplm_campaign(n_toys: int, *, n_null: int = 300, n_expected: float = 2000.0, ref_factor: float = 5.0,
+                  seed: int = 0, scheduler: str | None = None, n_workers: int | None = None) -> dict:
+    from l1ad.offline import lhco_toy, nplm
+    from l1ad.offline.reach import _nplm_inputs
+    from l1ad.offline.toys_dask import dask_client, map_toys
+
+    cfg = nplm.NPLMConfig()
+    rng = np.random.default_rng(seed)
+    X_ref = _nplm_inputs(lhco_toy.sample_background(int(ref_factor * n_expected), rng, lhco_toy.ToyConfig(), (3300.0, 3700.0)))
+    with dask_client(None if scheduler == "sync" else scheduler, n_workers=n_workers) as client:
+        kw = {"client": client} if scheduler != "sync" else {"scheduler": "sync"}
+        t_null = nplm.null_toys(X_ref, cfg, n_expected=n_expected, n_toys=n_null, seed=seed + 1_000_000, **kw)
+        data = map_toys(nplm_data_task, [seed + 2_000_000 + i for i in range(n_toys)], shared={"X_ref": X_ref},
+                        n_expected=n_expected, cfg_json=cfg.model_dump_json(), **kw)
+    t = np.array([d["t"] for d in data])
+    c2 = nplm.fit_chi2(t_null)
+    p_emp = np.array([nplm.empirical_p(x, t_null) for x in t])
+    p_c2 = np.array([c2.sf(x) for x in t])
+    rows = [coverage_row(f"NPLM kernel: empirical p ({n_null} null toys)", p_emp),
+            coverage_row(f"NPLM kernel: chi2 fit (dof {c2.dof:.1f}, KS p {c2.ks_p:.2g})", p_c2)]
+    return {"rows": rows, "t_null": t_null.tolist(), "t_data": t.tolist(), "chi2_dof": c2.dof, "chi2_ks_p": c2.ks_p,
+            "setup": {"n_expected": n_expected, "n_reference": len(X_ref), "n_null": n_null}}
+
+
+# ---------------------------------------------------------------------------------------------- CWoLa hunting
+def cwola_campaign(n_toys: int, *, n_bkg: int = 20_000, efficiencies: tuple[float, ...] = (0.2, 0.05), max_iter: int = 40,
+                   seed: int = 100_000, scheduler: str | None = None, n_workers: int | None = None) -> dict:
+    from l1ad.offline import hunt_toys
+    from l1ad.offline.cwola_hunting import small_config
+
+    cfg = small_config()
+    cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"max_iter": max_iter})})
+    res = hunt_toys.null_toys(cfg, n_toys, efficiencies=efficiencies, n_bkg=n_bkg, seed=seed, scheduler=scheduler,
+                              n_workers=n_workers)
+    t = np.array([r["t_max"] for r in res])
+    rows = [coverage_row(f"CWoLa hunt: toy global p, leave-one-out ({n_toys} toys; nominal by construction)", leave_one_out_p(t))]
+    for x in efficiencies:
+        per = [r["per_efficiency"][str(float(x))] for r in res]
+        rows.append(coverage_row(f"CWoLa hunt eff {x:g}: Sidak quick estimate", [d["p_sidak"] for d in per]))
+        rows.append(coverage_row(f"CWoLa hunt eff {x:g}: local p, all windows", np.concatenate([d["p_local"] for d in per])))
+    return {"rows": rows, "raw": res, "seconds_per_toy": float(np.mean([r["seconds"] for r in res])),
+            "setup": {"n_bkg": n_bkg, "efficiencies": list(efficiencies), "max_iter": max_iter,
+                      "config": cfg.model_dump(mode="json")}}
