@@ -458,7 +458,8 @@ def quantize_float(x: Any, fmt: FixedFormat | str) -> tuple[np.ndarray, int, int
         with np.errstate(over="ignore", invalid="ignore"):
             t = a * (2.0 ** fmt.frac)  # exact: power-of-two scaling (checked finite below)
         tmin, tmax = t.min(), t.max()
-        if (float(fmt.min_code) <= tmin and tmax <= float(fmt.max_code) and abs(tmin) < 2.0**60 and abs(tmax) < 2.0**60
+        # below 2**53 the float bounds are the exact codes (float(2**54 - 1) rounds up to 2**54)
+        if (float(fmt.min_code) <= tmin and tmax <= float(fmt.max_code) and abs(tmin) < 2.0**53 and abs(tmax) < 2.0**53
                 and np.array_equal(t, np.floor(t))):
             q = t.astype(np.int64)
             if fmt.overflow == "SAT_SYM" and fmt.signed and q.min() == fmt.min_code:
