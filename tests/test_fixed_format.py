@@ -229,3 +229,11 @@ def test_requantize_identity_and_exact_widening(data):
     out, n_inexact, n_ovf = requantize(np.array(vals, dtype=src.code_dtype), src, dst)
     assert (n_inexact, n_ovf) == (0, 0)
     assert [to_fraction(int(v), dst) for v in out] == [to_fraction(v, src) for v in vals]
+
+
+def test_quantize_float_wraps_past_2_pow_53():
+    """float(2**54 - 1) rounds up to 2**54: the fast in-range check must not let 2**54 through unwrapped."""
+    f = FixedFormat(54, 0, False, "TRN", "WRAP")
+    assert [int(v) for v in f.quantize(np.array([1.0, 0.5]))] == [0, 1 << 53]
+    s = FixedFormat(60, 6, True, "TRN", "SAT")
+    assert int(s.quantize(np.array([64.0]))[0]) == s.max_code
