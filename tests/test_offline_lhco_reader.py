@@ -111,3 +111,22 @@ def test_bad_files_name_the_problem(tmp_path):
     (tmp_path / "t.h5").write_text("not hdf5")
     with pytest.raises(ValueError, match="t.h5: not a readable HDF5 file"):
         read_lhco(tmp_path / "t.h5")
+
+
+def test_cli_converts_to_event_files(tmp_path, capsys):
+    from l1ad.cli import main
+    from l1ad.offline.dijet import DijetSample
+    from l1ad.trigger.io import read_events
+
+    rng = np.random.default_rng(4)
+    ev = [np.concatenate([_jet(rng, 1500, 0.2, 0, 20), _jet(rng, 1400, -0.3, 3.0, 20)]) for _ in range(4)]
+    _write(tmp_path / "in.h5", ev, labels=[0, 1, 0, 0])
+    assert main(["offline", "lhco-convert", str(tmp_path / "in.h5"), "--out", str(tmp_path / "o")]) == 0
+    bkg = DijetSample.from_batch(read_events(tmp_path / "o" / "background.h5"))
+    sig = DijetSample.from_batch(read_events(tmp_path / "o" / "signal.h5"), signal_processes=("signal",))
+    direct, _ = read_lhco(tmp_path / "in.h5")
+    assert len(bkg) == 3 and len(sig) == 1 and sig.n_signal == 1
+    assert np.allclose(np.sort(bkg.mjj), np.sort(direct.mjj[~direct.is_signal]), rtol=1e-6)
+    capsys.readouterr()
+    assert main(["offline", "lhco-convert", str(tmp_path / "in.h5"), "--start", "9", "--out", str(tmp_path / "p")]) != 0
+    assert "rows [9, 4)" in capsys.readouterr().err and not (tmp_path / "p" / "background.h5").exists()

@@ -189,6 +189,32 @@ def nplm_cmd(reference, data, fields, n_expected, model, n_toys, scheduler, work
     _echo_json(s)
 
 
+@command.command("lhco-convert")
+@click.argument("lhco_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--start", default=0, show_default=True, help="First event row.")
+@click.option("--stop", type=int, default=None, help="Row after the last (default: all).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/offline/lhco", show_default=True)
+def lhco_convert_cmd(lhco_file, start, stop, out_dir) -> None:
+    """LHCO R&D file (events_anomalydetection.h5) -> FastJet dijet features in background.h5 / signal.h5."""
+    from pathlib import Path
+
+    from l1ad.offline.lhco_rd import read_lhco
+    from l1ad.trigger.atomic import write_json_atomic
+    from l1ad.trigger.io import write_events
+
+    try:
+        sample, info = read_lhco(lhco_file, start=start, stop=stop)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_events(out / "background.h5", sample.select(~sample.is_signal).to_batch())
+    if sample.n_signal:
+        write_events(out / "signal.h5", sample.select(sample.is_signal).to_batch())
+    write_json_atomic(out / "lhco_convert.json", info)
+    _echo_json(info)
+
+
 @command.command("reach")
 @click.option("--methods", default="bumphunt,cwola_hunt,cathode,nplm", show_default=True)
 @click.option("--small", is_flag=True, help="CI-sized settings.")
