@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from scipy import optimize, special, stats
 
 __all__ = ["asimov_z", "cls", "discovery_signal", "profiled_nll2", "upper_limits", "window_limits"]
