@@ -21,6 +21,7 @@ def main() -> None:
     ap.add_argument("--n-null", type=int, default=300, help="NPLM null toys")
     ap.add_argument("--inner-toys", type=int, default=300, help="bump hunt: toys per scan")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=10, help="CWoLa: toys per batch (partial tables saved after each)")
     ap.add_argument("--scheduler", default=None, help="'sync', a scheduler address, or none for a local cluster")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out/offline/coverage")
@@ -35,7 +36,15 @@ def main() -> None:
     elif a.method == "nplm":
         res = coverage.nplm_campaign(a.n_toys, n_null=a.n_null, seed=a.seed, scheduler=a.scheduler, n_workers=a.workers)
     else:
-        res = coverage.cwola_campaign(a.n_toys, seed=100_000 + a.seed, scheduler=a.scheduler, n_workers=a.workers)
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+
+        def partial(r: dict) -> None:  # a time limit may cut the campaign: keep every finished batch
+            write_json_atomic(out / "cwola.partial.json", r)
+            write_text_atomic(out / "cwola.partial.md", coverage.format_table(r["rows"]) + "\n")
+
+        res = coverage.cwola_campaign(a.n_toys, seed=100_000 + a.seed, scheduler=a.scheduler, n_workers=a.workers,
+                                      batch=a.batch, on_batch=partial)
     res["wall_seconds"] = time.perf_counter() - t0
     table = coverage.format_table(res["rows"])
     out = Path(a.out)

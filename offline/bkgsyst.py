@@ -31,7 +31,7 @@ from scipy import stats
 
 from l1ad.offline.fit import FAMILIES, SQRT_S, DijetFit, dijet_log_bin_integrals, fit_dijet, poisson_deviance
 
-__all__ = ["FunctionChoice", "envelope_t", "f_test_p", "fit_signal_plus_background", "ln_alpha_sigma",
+__all__ = ["FunctionChoice", "envelope_scan", "envelope_t", "f_test_p", "fit_signal_plus_background", "ln_alpha_sigma",
            "profile_t_syst", "select_function", "spurious_signal", "spurious_sigma"]
 
 PENALTY = 1.0  # per parameter, in -2 ln L units (the "p-value correction" of discrete profiling, c = 1)
@@ -246,3 +246,26 @@ def spurious_signal(template: np.ndarray, edges: np.ndarray, windows: list[tuple
 def spurious_sigma(spurious: list[dict]) -> np.ndarray:
     """|S_spur| / B_window per window: a relative uncertainty on alpha to add in quadrature to the fit's."""
     return np.array([abs(d["s_over_b"]) for d in spurious])
+
+
+def envelope_scan(counts: np.ndarray, edges: np.ndarray, *, widths: tuple[int, ...] = (3, 5, 7),
+                  sideband_factor: float = 1.0, families: tuple[str, ...] = ("dijet", "ua2"),
+                  n_params: tuple[int, ...] = (3, 4, 5), fit_uncertainty: bool = True, sqrt_s: float = SQRT_S) -> dict:
+    """Window statistic of every envelope function (each with its fit uncertainty) and their discrete-profiling
+    envelope; returns the choice, the per-function and envelope t grids (NaN outside the valid windows)."""
+    from l1ad.offline.bumphunt import window_grid
+
+    n = np.asarray(counts, dtype=float)
+    choice = select_function(n, edges, families=families, n_params=n_params, sqrt_s=sqrt_s)
+    grid = window_grid(n.size, widths, sideband_factor)
+    n_w, n_s = grid.sums(n)
+    t_by = {}
+    for key in choice.envelope:
+        fit = choice.fits[key]
+        mu_w, mu_s = grid.sums(fit.expected)
+        alpha = np.where(grid.valid & (mu_s > 0), mu_w / np.where(mu_s > 0, mu_s, 1.0), 1.0)
+        sig = np.nan_to_num(ln_alpha_sigma(fit, grid), nan=0.0) if fit_uncertainty else np.zeros(alpha.shape)
+        t_by[key] = np.where(grid.valid, profile_t_syst(n_w, n_s, alpha, np.where(grid.valid, sig, 0.0)), np.nan)
+    t_env = envelope_t(t_by, choice)
+    return {"choice": choice, "grid": grid, "t": {f"{k[0]}-{k[1]}p": v for k, v in t_by.items()}, "t_envelope": t_env,
+            "t_max_envelope": float(np.nanmax(t_env))}

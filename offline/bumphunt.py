@@ -277,7 +277,10 @@ class BumpHuntResult:
         b = self.best
         j = int(np.flatnonzero(self.widths == b["width_bins"])[0])
         sig = 0.0 if self.sigma_ln_alpha is None else float(self.sigma_ln_alpha[j, b["centre_bin"]])
-        return {**window_limits(b["n_window"], b["n_sideband"], b["alpha"], sig, cl), "sigma_ln_alpha": sig}
+        try:
+            return {**window_limits(b["n_window"], b["n_sideband"], b["alpha"], sig, cl), "sigma_ln_alpha": sig}
+        except (RuntimeError, ValueError) as exc:  # a limit that cannot be bracketed must not break the summary
+            return {"error": f"no CLs limit for the best window: {exc}", "sigma_ln_alpha": sig}
 
     def to_dict(self) -> dict:
         """Summary plus the scan grids (NaN -> None) for plotting elsewhere."""

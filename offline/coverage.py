@@ -133,20 +133,41 @@ def nplm_campaign(n_toys: int, *, n_null: int = 300, n_expected: float = 2000.0,
 
 # ---------------------------------------------------------------------------------------------- CWoLa hunting
 def cwola_campaign(n_toys: int, *, n_bkg: int = 20_000, efficiencies: tuple[float, ...] = (0.2, 0.05), max_iter: int = 40,
-                   seed: int = 100_000, scheduler: str | None = None, n_workers: int | None = None) -> dict:
+                   seed: int = 100_000, scheduler: str | None = None, n_workers: int | None = None, batch: int = 10,
+                   on_batch=None) -> dict:
+    """Retrained background-only hunts in batches of `batch` on one Dask cluster; `on_batch(results so far)`
+    after each batch (e.g. to save partial tables when the campaign may be cut by a time limit)."""
     from l1ad.offline import hunt_toys
     from l1ad.offline.cwola_hunting import small_config
+    from l1ad.offline.toys_dask import dask_client
 
     cfg = small_config()
     cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"max_iter": max_iter})})
-    res = hunt_toys.null_toys(cfg, n_toys, efficiencies=efficiencies, n_bkg=n_bkg, seed=seed, scheduler=scheduler,
-                              n_workers=n_workers)
+    res: list[dict] = []
+    sync = scheduler == "sync"
+    with dask_client(None if sync else scheduler, n_workers=n_workers) as client:
+        for lo in range(0, n_toys, batch):
+            m = min(batch, n_toys - lo)
+            res += hunt_toys.null_toys(cfg, m, efficiencies=efficiencies, n_bkg=n_bkg, seed=seed + lo,
+                                       scheduler="sync" if sync else None, client=None if sync else client)
+            if on_batch is not None:
+                on_batch(_cwola_summary(res, efficiencies, n_bkg, max_iter, cfg))
+    return _cwola_summary(res, efficiencies, n_bkg, max_iter, cfg)
+
+
+def _cwola_summary(res: list[dict], efficiencies, n_bkg: int, max_iter: int, cfg) -> dict:
+    n_toys = len(res)
     t = np.array([r["t_max"] for r in res])
     rows = [coverage_row(f"CWoLa hunt: toy global p, leave-one-out ({n_toys} toys; nominal by construction)", leave_one_out_p(t))]
     for x in efficiencies:
         per = [r["per_efficiency"][str(float(x))] for r in res]
         rows.append(coverage_row(f"CWoLa hunt eff {x:g}: Sidak quick estimate", [d["p_sidak"] for d in per]))
         rows.append(coverage_row(f"CWoLa hunt eff {x:g}: local p, all windows", np.concatenate([d["p_local"] for d in per])))
+    if len(efficiencies) > 1:  # Sidak over windows x cuts, as a quick estimate of the whole search
+        p_all = [min(min(r["per_efficiency"][str(float(x))]["p_local"]) for x in efficiencies) for r in res]
+        n_tests = len(efficiencies) * len(res[0]["per_efficiency"][str(float(efficiencies[0]))]["p_local"])
+        rows.append(coverage_row(f"CWoLa hunt, all cuts: Sidak over {n_tests} tests",
+                                 [-np.expm1(n_tests * np.log1p(-min(p, 1 - 1e-16))) for p in p_all]))
     return {"rows": rows, "raw": res, "seconds_per_toy": float(np.mean([r["seconds"] for r in res])),
             "setup": {"n_bkg": n_bkg, "efficiencies": list(efficiencies), "max_iter": max_iter,
                       "config": cfg.model_dump(mode="json")}}

@@ -84,7 +84,7 @@ def toy_task(seed: int, cfg_json: str, efficiencies: tuple[float, ...], n_bkg: i
 
 def null_toys(cfg: HuntConfig, n_toys: int, *, efficiencies: Sequence[float] | None = None, source: str = "toy",
               n_bkg: int = 0, toy: lhco_toy.ToyConfig | None = None, data: DijetSample | None = None,
-              seed: int = 100_000, scheduler: str | None = None, n_workers: int | None = None) -> list[dict]:
+              seed: int = 100_000, scheduler: str | None = None, n_workers: int | None = None, client=None) -> list[dict]:
     """`n_toys` background-only hunts on Dask (see the module docstring); results in seed order."""
     from l1ad.offline.toys_dask import map_toys
 
@@ -102,6 +102,7 @@ def null_toys(cfg: HuntConfig, n_toys: int, *, efficiencies: Sequence[float] | N
     else:
         raise ValueError(f"source must be 'toy' or 'permute', got {source!r}")
     return map_toys(toy_task, [seed + i for i in range(n_toys)], shared=shared, scheduler=scheduler, n_workers=n_workers,
+                    client=client,
                     cfg_json=cfg.model_dump_json(), efficiencies=effs, n_bkg=int(n_bkg),
                     toy_json=None if toy is None else toy.model_dump_json())
 

@@ -200,3 +200,15 @@ def test_asimov_discovery_reach():
     assert limits.asimov_z(s5, 50.0, 5.0) == pytest.approx(5.0, rel=1e-6)
     w = limits.window_limits(120.0, 1000.0, 0.1, 0.05)
     assert w["asimov_3sigma"] < w["asimov_5sigma"] and w["background"] == pytest.approx(100.0)
+
+
+def test_envelope_scan_finds_a_bump_and_is_bounded_by_each_function():
+    n = np.random.default_rng(8).poisson(falling_spectrum(EDGES, 1e5, bump=(3500.0, 100.0, 400.0)))
+    r = bkgsyst.envelope_scan(n, EDGES, widths=(3, 5), n_params=(3, 4))
+    best = r["choice"].best
+    t_best = r["t"][f"{best[0]}-{best[1]}p"]
+    v = r["grid"].valid
+    assert np.all(r["t_envelope"][v] <= t_best[v] + 1e-9)  # the best function has zero penalty offset
+    j, k = np.unravel_index(np.nanargmax(r["t_envelope"]), r["t_envelope"].shape)
+    assert abs(0.5 * (EDGES[r["grid"].lo[j, k]] + EDGES[r["grid"].hi[j, k]]) - 3500.0) <= 200.0
+    assert r["t_max_envelope"] > 9.0
