@@ -292,7 +292,10 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
     per_rate, rates_rows = [], []
     sig_eff: dict[str, dict] = {s: {"eff": [], "window_eff": [] if s == res_name else None} for s in trig_sigs}
     wsum = zb.weight.sum()
-    for k, target in enumerate(cfg.rates.targets_hz):
+    from tqdm.auto import tqdm
+
+    for k, target in enumerate(tqdm(cfg.rates.targets_hz, desc="offline: analyses per target rate", unit="rate",
+                                    leave=False)):
         fired = bits_zb[:, k]
         kept_hz = zb_rate * zb.weight[fired].sum() / wsum
         window_hz = zb_rate * zb.weight[fired & in_window].sum() / wsum

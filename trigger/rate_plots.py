@@ -27,7 +27,7 @@ def experiment_label(ax, rlabel: str = "", loc: int = 0) -> None:
 
 
 @contextmanager
-def _figure(path: Path, figsize=(8, 6), rlabel: str = "", label_loc: int = 0):
+def _figure(path: Path, figsize=(8, 6), rlabel: str = "", label_loc: int = 0, legend_below: bool = False):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +39,11 @@ def _figure(path: Path, figsize=(8, 6), rlabel: str = "", label_loc: int = 0):
         try:
             yield fig, ax
             experiment_label(ax, rlabel, label_loc)
-            fig.tight_layout()
+            if legend_below:  # the axes keep the top of the figure, the legend its bottom
+                fig.legend(*ax.get_legend_handles_labels(), loc="lower center", fontsize="x-small", frameon=False)
+                fig.tight_layout(rect=(0, 0.3, 1, 1))
+            else:
+                fig.tight_layout()
             with atomic_path(path, suffix=".png") as tmp:
                 fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")  # legends may sit outside the axes
         finally:
@@ -61,7 +65,7 @@ def plot_rate_curve(report: RatesReport, path: str | Path, *, score_lsb: float |
     c = report.curve
     scale = score_lsb if score_lsb is not None else 1.0
     checks = {ck["target_hz"]: ck for ck in report.threshold_checks}
-    with _figure(path) as (fig, ax):
+    with _figure(path, figsize=(8, 8.5), legend_below=True) as (fig, ax):
         x = np.asarray(c.thresholds, dtype=np.float64) * scale
         pos = c.rate_hz > 0
         ax.fill_between(x, c.rate_lo_hz / 1e3, c.rate_hi_hz / 1e3, step="post", alpha=0.3, color="C0",
@@ -84,7 +88,6 @@ def plot_rate_curve(report: RatesReport, path: str | Path, *, score_lsb: float |
         ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_xlabel("anomaly-score threshold" + (" [score units]" if score_lsb is not None else ""))
         ax.set_ylabel("L1 rate [kHz]")
-        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=1, frameon=False)
     return path
 
 
