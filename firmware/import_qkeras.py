@@ -108,34 +108,50 @@ def _activation_kind(act: Any, *, where: str) -> tuple[str, Any]:
 
 
 # ---------------------------------------------------------------------- graph walk
+def _model_node(model: Any, layer: Any) -> Any:
+    """The node of `layer` that belongs to `model`'s graph (a layer re-called on a new input has several nodes:
+    the first one belongs to the model it was built in, not necessarily to this one)."""
+    keys = getattr(model, "_network_nodes", None)
+    nodes = list(layer._inbound_nodes)
+    mine = [n for i, n in enumerate(nodes) if keys is None or f"{layer.name}_ib-{i}" in keys]
+    if len(mine) != 1:
+        raise QKerasImportError(f"layer {layer.name!r} is called {len(mine)} times in model {getattr(model, 'name', '')!r}; "
+                                "only chains that use each layer once are supported")
+    return mine[0]
+
+
 def _chain(model: Any, output_layer: str | None) -> list[Any]:
-    """Layers from the input to the output, each with exactly one inbound layer."""
+    """Layers from the input to the output of `model`'s own graph, each with exactly one inbound layer."""
     if output_layer is not None:
         try:
             last = model.get_layer(output_layer)
         except ValueError:
             raise QKerasImportError(f"model has no layer named {output_layer!r}; layers: {[l.name for l in model.layers]}") from None
+        node = _model_node(model, last)
     else:
         outs = model.outputs
         if len(outs) != 1:
             raise QKerasImportError(f"model has {len(outs)} outputs; pass output_layer= to pick one ({[l.name for l in model.layers]})")
-        last = outs[0]._keras_history.layer
-    chain = [last]
-    seen = {id(last)}
+        layer, node_index, _ = outs[0]._keras_history
+        node = layer._inbound_nodes[node_index]
+    chain = []
+    seen: set[int] = set()
     while True:
-        layer = chain[-1]
-        nodes = [n for n in layer._inbound_nodes]
-        if type(layer).__name__ == "InputLayer" or not nodes:
-            break
-        inbound = nodes[0].inbound_layers
-        if isinstance(inbound, (list, tuple)):
-            if len(inbound) != 1:
-                raise QKerasImportError(f"layer {layer.name!r} has {len(inbound)} inputs; only chains are supported")
-            inbound = inbound[0]
-        if id(inbound) in seen:
+        layer = node.layer
+        if id(node) in seen:
             raise QKerasImportError("cyclic graph")
-        seen.add(id(inbound))
-        chain.append(inbound)
+        seen.add(id(node))
+        if any(l is layer for l in chain):
+            n = sum(l is layer for l in chain) + 1
+            raise QKerasImportError(f"layer {layer.name!r} is called {n} times in model {getattr(model, 'name', '')!r}; "
+                                    "only chains that use each layer once are supported")
+        chain.append(layer)
+        parents = list(node.parent_nodes)
+        if type(layer).__name__ == "InputLayer" or not parents:
+            break
+        if len(parents) != 1:
+            raise QKerasImportError(f"layer {layer.name!r} has {len(parents)} inputs; only chains are supported")
+        node = parents[0]
     chain.reverse()
     return chain
 
