@@ -282,4 +282,9 @@ def build_report(cfg: L1adConfig, summary: dict, out_dir: Path) -> Path:
             "config hash": summary["config_hash"], "deployed front-end": summary["deployed_frontend"],
             "versions": ", ".join(f"{k} {v[k]}" for k in ("l1ad", "qkeras", "brevitas", "hls4ml", "cocotb") if k in v),
             "output folder": str(out_dir)}
+    if (out_dir / "summary.json").is_file():  # the verdicts, for machines too: summary.json["flags"]
+        from l1ad.trigger.atomic import write_json_atomic
+
+        flags = [{"level": f.level, "section": sec.title, "text": f.text} for sec in sections for f in sec.flags]
+        write_json_atomic(out_dir / "summary.json", {**_json(out_dir / "summary.json"), "flags": flags})
     return write_report(out_dir / "report.html", "l1ad: anomaly-detection trigger, end to end", sections, meta=meta)

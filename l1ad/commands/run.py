@@ -42,3 +42,16 @@ def command(config_path: Path | None, out_dir: Path | None, quick: bool, from_st
         result = run_pipeline(cfg, out, from_stage=from_stage, only=stages)
     click.echo(f"summary: {result['summary']}")
     click.echo(f"report:  {result['report']}")
+    _echo_flags(Path(result["summary"]))
+
+
+def _echo_flags(summary: Path) -> None:
+    """The report's verdicts in one line, then every failed check on its own line."""
+    import json
+
+    flags = json.loads(summary.read_text()).get("flags", [])
+    n = {lv: sum(f["level"] == lv for f in flags) for lv in ("bad", "warn", "ok")}
+    click.echo(f"checks:  {n['bad']} failed, {n['warn']} to read with care, {n['ok']} passed (see the report)")
+    for f in flags:
+        if f["level"] == "bad":
+            click.secho(f"  FAILED {f['text']}", fg="red", err=True)
