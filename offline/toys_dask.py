@@ -74,6 +74,8 @@ def map_toys(task: Callable[..., Any], seeds: Sequence[int], *, shared: Mapping[
 
 
 def _run(client: Any, task: Callable[..., Any], seeds: list[int], shared: dict, kwargs: dict) -> list:
-    scattered = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
+    # hash=False: a fresh key per call; with content hashing, a second map over the same array on one client
+    # reuses the key and loses the data when the first call's futures are released ("lost dependencies")
+    scattered = {k: client.scatter(v, broadcast=True, hash=False) for k, v in shared.items()}
     futures = client.map(task, seeds, pure=False, **scattered, **kwargs)
     return client.gather(futures)

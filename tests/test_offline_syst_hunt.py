@@ -77,3 +77,16 @@ def test_bumphunt_campaign_runs_small():
     res = coverage.bumphunt_campaign(3, n_events=2e4, inner_toys=40, widths=(3,))
     assert len(res["rows"]) == 4 and all(r["n"] == 3 for r in res["rows"])
     assert all(0 <= r["plain"]["toys"] <= 1 and r["fit_unc"]["t_max"] <= r["plain"]["t_max"] + 1e-9 for r in res["raw"])
+
+
+def _sum_task(seed: int, X: np.ndarray) -> float:
+    return float(X.sum()) + seed
+
+
+def test_two_maps_over_the_same_shared_array_on_one_client():
+    from l1ad.offline.toys_dask import dask_client, map_toys
+
+    X = np.arange(1000.0)
+    with dask_client(n_workers=1) as client:
+        runs = [map_toys(_sum_task, [0, 1, 2], shared={"X": X}, client=client) for _ in range(3)]
+    assert all(r == [X.sum(), X.sum() + 1, X.sum() + 2] for r in runs)
