@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .fixed import FixedFormat, quantize_float
-from .ir import DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
+from .ir import DenseLayer, InputSpec, QModel, QModelError
 
 F32_BITS = 24
 
@@ -211,9 +211,9 @@ def import_qkeras(
     input_format: str | FixedFormat = "ap_fixed<16,6>",
     *,
     scaler: Any = None,
-    score: str | None = "mse",
+    score: str | None = "auto",
     thresholds: Iterable[int] = (),
-    gate: Sequence[int] | str | None = "auto",
+    gate: Sequence[int] | str | None = None,
     output_layer: str | None = None,
     accum_formats: Mapping[str, str] | None = None,
     score_formats: Mapping[str, str] | None = None,
@@ -227,10 +227,11 @@ def import_qkeras(
                   hardware codes, or the default "ap_fixed<16,6>" for already-scaled inputs with scaler=None).
     scaler        None (identity) or an object with integer ``offset`` and ``shift`` arrays (trigger.scaler):
                   the model sees (x - offset) * 2**-shift.
-    score         "mse" (AE: masked squared error, no division), "mu2" (VAE: sum mu_i**2) or None.
+    score         "auto" (default: "mse" for an autoencoder, n_outputs == n_inputs, else no score block), "mse"
+                  (AE: masked squared error, no division), "mu2" (VAE: sum mu_i**2) or None.
     thresholds    integer codes in the score format (``QModel.threshold_code`` converts real values).
-    gate          "auto": the L1 object mask when n_inputs == 57 (feature j counted iff its object's raw pT code
-                  > 0), no mask otherwise; None: no mask; or an explicit list of gate feature indices.
+    gate          None (default): no mask; "l1": the L1 object mask (57 inputs; feature j counted iff its object's
+                  raw pT code > 0); "auto": "l1" when n_inputs == 57; or an explicit list of gate feature indices.
     accum_formats {layer name: format} to override (narrow) an accumulator; default exact.
     score_formats {"diff_format"|"square_format"|"accum_format"|"format": format}; default exact.
     Returns the QModel; ``qmodel.warnings`` lists every place where QKeras' float simulation can differ from
@@ -324,21 +325,9 @@ def import_qkeras(
                             accum_format=accum_formats.get(e["name"]))
                  for e in layers]
     # score block
-    sc = None
-    if score is not None:
-        if score not in ("mse", "mu2"):
-            raise QKerasImportError(f"score must be 'mse', 'mu2' or None, got {score!r}")
-        g = None
-        if score == "mse":
-            if gate == "auto":
-                g = default_gate() if n_in == 57 else None
-            elif gate is not None:
-                g = tuple(int(v) for v in gate)
-        sf = dict(score_formats or {})
-        bad = set(sf) - {"diff_format", "square_format", "accum_format", "format"}
-        if bad:
-            raise QKerasImportError(f"unknown score_formats keys {sorted(bad)}")
-        sc = ScoreSpec(kind=score, gate=g, **sf)
+    from .import_qonnx import make_score
+
+    sc = make_score(score, n_in, gate, score_formats, n_outputs=ir_layers[-1].n_out, error=QKerasImportError)
     thr = list(thresholds)
     for t in thr:
         if isinstance(t, (float, np.floating)) and not float(t).is_integer():

@@ -269,24 +269,41 @@ def float32_report(q: QModel) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- public API
-def make_score(score: str | None, n_inputs: int, gate: Sequence[int] | str | None = "auto",
-               score_formats: Mapping[str, str] | None = None) -> ScoreSpec | None:
-    """The score block, with the same arguments as firmware.import_qkeras: score "mse" / "mu2" / None; gate
-    "auto" (the L1 object mask when n_inputs == 57), None or explicit indices; score_formats overrides."""
+def make_score(score: str | None, n_inputs: int, gate: Sequence[int] | str | None = None,
+               score_formats: Mapping[str, str] | None = None, *, n_outputs: int | None = None,
+               error: type = None) -> ScoreSpec | None:
+    """The score block (shared by firmware.import_qkeras and import_qonnx).
+
+    score  "auto" (the default): "mse" for an autoencoder (n_outputs == n_inputs), no score block otherwise;
+           "mse" / "mu2" / None.
+    gate   None (the default: every feature counted), "l1" (the L1 object mask: 57 inputs, feature j counted iff
+           its object's raw pT code > 0), "auto" ("l1" when n_inputs == 57, else None) or explicit indices."""
+    err = error or QonnxImportError
+    if score == "auto":
+        score = "mse" if n_outputs is None or n_outputs == n_inputs else None
     if score is None:
         return None
     if score not in ("mse", "mu2"):
-        raise QonnxImportError(f"score must be 'mse', 'mu2' or None, got {score!r}")
+        raise err(f"score must be 'auto', 'mse', 'mu2' or None, got {score!r}")
+    if score == "mse" and n_outputs is not None and n_outputs != n_inputs:
+        raise err(f"score='mse' needs an autoencoder (n_outputs == n_inputs), this network maps {n_inputs} inputs "
+                  f"to {n_outputs} outputs; use score=None (or 'mu2' for a VAE encoder)")
     g = None
     if score == "mse":
-        if gate == "auto":
-            g = default_gate() if n_inputs == len(default_gate()) else None
+        n_l1 = len(default_gate())
+        if gate == "l1" and n_inputs != n_l1:
+            raise err(f"gate='l1' is the L1 object mask for {n_l1} inputs; this network has {n_inputs}")
+        if gate == "l1" or (gate == "auto" and n_inputs == n_l1):
+            g = default_gate()
+        elif isinstance(gate, str):
+            if gate != "auto":
+                raise err(f"gate must be None, 'l1', 'auto' or a list of feature indices, got {gate!r}")
         elif gate is not None:
             g = tuple(int(v) for v in gate)
     sf = dict(score_formats or {})
     bad = set(sf) - {"diff_format", "square_format", "accum_format", "format"}
     if bad:
-        raise QonnxImportError(f"unknown score_formats keys {sorted(bad)}")
+        raise err(f"unknown score_formats keys {sorted(bad)}")
     return ScoreSpec(kind=score, gate=g, **sf)
 
 
@@ -295,9 +312,9 @@ def import_qonnx(
     input_format: FixedFormat | str = "ap_fixed<16,6>",
     *,
     scaler: Any = None,
-    score: str | None = "mse",
+    score: str | None = "auto",
     thresholds: Iterable[int] = (),
-    gate: Sequence[int] | str | None = "auto",
+    gate: Sequence[int] | str | None = None,
     accum_formats: Mapping[str, str] | None = None,
     score_formats: Mapping[str, str] | None = None,
     name: str | None = None,
@@ -332,7 +349,7 @@ def import_qonnx(
         input=InputSpec.from_scaler(scaler, n, input_format),
         input_quantizer=in_q,
         layers=layers,
-        score=make_score(score, n, gate, score_formats),
+        score=make_score(score, n, gate, score_formats, n_outputs=layers[-1].n_out),
         thresholds=tuple(int(t) for t in thr),
         name=name or (Path(src).stem if src != "<in-memory>" else "qonnx"),
         meta={"source": "qonnx", "frontend": "brevitas", "file": src, "layers": [L.name for L in layers]},

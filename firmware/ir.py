@@ -414,6 +414,7 @@ class QModel:
         object.__setattr__(self, "layers", tuple(new_layers))
         if self.score is not None:
             object.__setattr__(self, "score", self._finish_score(self.score, xq_bounds, (lo, hi)))
+        _check_threshold_range(self.thresholds, self.score)
         meta_bad = [k for k in self.meta if not isinstance(k, str)]
         if meta_bad:
             raise QModelError("meta keys must be strings")
@@ -686,6 +687,19 @@ class QModel:
 
 
 # ---------------------------------------------------------------------- small helpers
+def _check_threshold_range(codes: Sequence[int], score: "ScoreSpec | None") -> None:
+    """Threshold codes must be codes of the score format (score > code compares two values of that format)."""
+    if not codes:
+        return
+    if score is None:
+        raise QModelError(f"thresholds {list(codes)} need a score block; this QModel has none")
+    f = score.format
+    bad = [c for c in codes if not f.min_code <= c <= f.max_code]
+    if bad:
+        raise QModelError(f"threshold code(s) {bad} lie outside the score format {f}: codes must be in "
+                          f"[{f.min_code}, {f.max_code}] (real values [{float(f.min_value):g}, {float(f.max_value):g}])")
+
+
 def _check_int(v: Any, what: str) -> int:
     if isinstance(v, (bool, np.bool_)):
         raise QModelError(f"{what} must be an integer code, got {v!r}")

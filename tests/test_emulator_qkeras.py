@@ -67,7 +67,7 @@ def test_ae_bit_exact(variant):
     m = build(**variant)
     iq = variant.get("iq", (12, 3))
     in_fmt = f"ap_fixed<{iq[0]},{iq[1] + 1}>"
-    q = fw.import_qkeras(m, in_fmt, score="mse", thresholds=(100, 1000))
+    q = fw.import_qkeras(m, in_fmt, score="mse", gate="l1", thresholds=(100, 1000))
     assert q.warnings == ()
     x = on_grid(in_fmt, inputs())
     y = predict(m, x)
@@ -110,7 +110,7 @@ def test_integer_scaler_path_bit_exact():
         shift = np.tile([6, 7, 7], 19)
 
     m = build(seed=5)
-    q = fw.import_qkeras(m, "ap_int<18>", scaler=Scaler(), score="mse")
+    q = fw.import_qkeras(m, "ap_int<18>", scaler=Scaler(), score="mse", gate="l1")
     assert q.warnings == ()
     rng = np.random.default_rng(3)
     x_hw = np.stack([rng.integers(0, 2000, (N_EVENTS, 19)), rng.integers(-460, 461, (N_EVENTS, 19)),

@@ -71,7 +71,7 @@ def test_qonnx_roundtrip_json(tmp_path, data):
     scaler, _ = data
     arch, net = _net("ae", seed=3)
     path = bn.export_qonnx(net, tmp_path / "m.onnx", arch.n_inputs)
-    q = import_qonnx(path, "ap_int<18>", scaler=scaler, thresholds=[5, 500])
+    q = import_qonnx(path, "ap_int<18>", scaler=scaler, thresholds=[5, 500], gate="l1")
     q.save(tmp_path / "q.json")
     assert QModel.load(tmp_path / "q.json") == q
     assert q.thresholds == (5, 500)

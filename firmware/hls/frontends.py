@@ -27,17 +27,20 @@ def qmodel_from_trained(tm: Any, work_dir: str | Path, *, input_format: str = DE
     from l1ad.firmware import import_qkeras, import_qonnx
 
     score = "mse" if tm.arch.kind == "ae" else "mu2"
+    gate = "auto"  # the project's trained models take the L1 layout: the object mask when there are 57 inputs
     thr = tuple(int(t) for t in thresholds)
     if tm.frontend == "qkeras":
         net = tm.deployed()
-        return import_qkeras(net, input_format, scaler=tm.scaler, score=score, thresholds=thr, name=tm.arch.name), net
+        return import_qkeras(net, input_format, scaler=tm.scaler, score=score, thresholds=thr, gate=gate,
+                             name=tm.arch.name), net
     if tm.frontend == "brevitas":
         from l1ad.trigger.models.brevitas_nets import export_qonnx
 
         path = Path(work_dir) / QONNX_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         export_qonnx(tm.deployed(), path, tm.arch.n_inputs)
-        return import_qonnx(path, input_format, scaler=tm.scaler, score=score, thresholds=thr, name=tm.arch.name), path
+        return import_qonnx(path, input_format, scaler=tm.scaler, score=score, thresholds=thr, gate=gate,
+                            name=tm.arch.name), path
     raise HLSExportError(f"front-end {tm.frontend!r} is not quantized: only 'qkeras' and 'brevitas' models can be "
                          f"exported to firmware")
 

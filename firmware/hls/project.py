@@ -58,6 +58,15 @@ def _check_thresholds(q: QModel) -> None:
         raise HLSExportError("thresholds need a score block")
 
 
+def _check_out_dir(out: Path) -> None:
+    """Only an absent or empty folder, or an earlier l1ad HLS project, may be replaced (never a user's files)."""
+    if out.exists() and not out.is_dir():
+        raise HLSExportError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / PROJECT_FILE).is_file():
+        raise HLSExportError(f"--out {out} is a non-empty folder that is not an l1ad HLS project ({PROJECT_FILE} "
+                             f"missing): refusing to replace it; choose an empty or new folder")
+
+
 def export_hls(q: QModel, source: Any, out_dir: str | Path, config: HLSConfig | None = None, *,
                tb_vectors: dict[str, np.ndarray] | None = None) -> HLSProject:
     """Write the hls4ml project for QModel `q` to `out_dir` (replaced atomically).
@@ -74,6 +83,7 @@ def export_hls(q: QModel, source: Any, out_dir: str | Path, config: HLSConfig | 
     cfg = config or HLSConfig()
     _check_thresholds(q)
     out = Path(out_dir)
+    _check_out_dir(out)
     with atomic_path(out) as tmp:
         hm, kind = convert(source, tmp, cfg)
         table = apply_ir_precisions(hm, q)
