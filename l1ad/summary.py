@@ -199,7 +199,7 @@ def _firmware_section(cfg: L1adConfig, summary: dict, out_dir: Path) -> Section:
         paras.append(f"Yosys synth_xilinx (UltraScale+), whole design: LUT {yosys.get('LUT')}, FF {yosys.get('FF')}, "
                      f"DSP {yosys.get('DSP')}, CARRY {yosys.get('CARRY')}.")
     else:
-        flags.append(Flag("warn", "Yosys off (firmware.yosys: false): resources are estimates (CSD adders × accumulator "
+        flags.append(Flag("warn", "Yosys off (firmware.yosys: false): resources are estimates (CSD adders × layer-input "
                                   "bits), not a synthesis result"))
     tables = [("Bit-exact checks", ["check", "vectors", "mismatches"], rows)]
     if (rtl_dir / "qmodel.json").is_file():
