@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -96,9 +94,9 @@ def test_rates_command(tmp_path, monkeypatch):
     write_events(zb_file, _batch(5000, 6.0, 3))
     write_events(sig_file, _batch(500, 25.0, 4))
     (tmp_path / "model").mkdir()
-    fake = types.ModuleType("l1ad.trigger.modeldir")
-    fake.load_model = lambda path: ToyModel()
-    monkeypatch.setitem(sys.modules, "l1ad.trigger.modeldir", fake)
+    import l1ad.trigger.modeldir as modeldir  # the real module (others import from it), with a stand-in loader
+
+    monkeypatch.setattr(modeldir, "load_model", lambda path: ToyModel())
     cfg = tmp_path / "rates.yaml"
     cfg.write_text("menu:\n  single_jet_pt: 150\ncl: 0.9\n")
     out = tmp_path / "out"
