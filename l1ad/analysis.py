@@ -189,7 +189,8 @@ def nplm_quality(x: np.ndarray, w: np.ndarray, cfg: OfflineStageConfig, schedule
     The null distribution comes from re-splitting the same events at random (a permutation test): the triggered
     stream is a weighted, stitched sample, and toys drawn as unweighted events from a weighted reference would
     not be distributed like the observed weighted split (their t sat an order of magnitude above it)."""
-    from l1ad.offline.nplm import nplm_test, plot_null
+    from l1ad.offline.nplm import nplm_test
+    from l1ad.offline.plots_stats import plot_nplm_null
     from l1ad.offline.toys_dask import map_toys
 
     if min(len(x) // 2, cfg.nplm_max_events) < 50:
@@ -200,7 +201,7 @@ def nplm_quality(x: np.ndarray, w: np.ndarray, cfg: OfflineStageConfig, schedule
                                cfg_json=cfg.nplm.model_dump_json(), max_events=cfg.nplm_max_events))
     xr, xd, wr, wd = _halves(x, w, cfg.seed + 1, cfg.nplm_max_events)
     res = nplm_test(xr, xd, cfg.nplm, w_ref=wr, w_data=wd, n_expected=float(len(xd)), t_toys=t_toys)
-    plot_null(res, out_png, title="triggered stream: half vs half (permutation null)")
+    plot_nplm_null(res, out_png, title="triggered stream: half vs half (permutation null)")
     return {**{k: v for k, v in res.summary().items() if isinstance(v, (int, float, str))}, "plot": out_png.name,
             "null": "permutation"}
 

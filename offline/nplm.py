@@ -430,35 +430,4 @@ def nplm_test(X_ref: np.ndarray, X_data: np.ndarray, cfg: NPLMConfig = NPLMConfi
     return NPLMResult(obs.t, t_toys, p_emp, c2, p_c2, z_from_p(p_emp), z_from_p(p_c2), obs)
 
 
-def plot_null(result: NPLMResult, path, *, title: str = "", t_signal: np.ndarray | None = None):
-    """Histogram of the null toys with the fitted chi2 and the observed t (and optionally t with signal)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-    import matplotlib.pyplot as plt
-
-    t = result.t_toys
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    hi = max(np.max(t), result.t_obs, np.max(t_signal) if t_signal is not None and len(t_signal) else 0) * 1.1
-    bins = np.linspace(min(0.0, t.min()), hi, 40)
-    ax.hist(t, bins=bins, density=True, alpha=0.5, label=f"H0 toys (n={t.size})")
-    if t_signal is not None and len(t_signal):
-        ax.hist(t_signal, bins=bins, density=True, alpha=0.5, label=f"with signal (n={len(t_signal)})")
-    xs = np.linspace(max(bins[0], 1e-3), hi, 400)
-    ok = result.chi2.ks_p >= 0.01  # the chi2 extrapolation is only quoted where the toys are chi2-like
-    ax.plot(xs, stats.chi2.pdf(xs, result.chi2.dof), "k-" if ok else "k:",
-            label=f"chi2 fit: dof={result.chi2.dof:.1f}, KS p={result.chi2.ks_p:.2g}" + ("" if ok else " (rejected)"))
-    z_txt = f"Z={result.z_chi2:.1f} from chi2" if ok else f"p={result.p_empirical:.2g} from toys"
-    ax.axvline(result.t_obs, color="r", label=f"t_obs={result.t_obs:.1f} ({z_txt})")
-    ax.set_xlabel("t")
-    ax.set_ylabel("density")
-    ax.set_title(title or "NPLM null distribution", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    from l1ad.trigger.atomic import save_figure
-
-    return save_figure(fig, path)
-
-
 test_statistic.__test__ = False  # not a pytest test, even when imported into a test module

@@ -185,7 +185,9 @@ def nplm_cmd(reference, data, fields, n_expected, model, n_toys, scheduler, work
     out = Path(out_dir)
     s = res.summary()
     write_json_atomic(out / "nplm.json", {**s, "t_toys": res.t_toys})
-    nplm.plot_null(res, out / "nplm_null.png")
+    from l1ad.offline.plots_stats import plot_nplm_null
+
+    plot_nplm_null(res, out / "nplm_null.png")
     _echo_json(s)
 
 
