@@ -189,6 +189,12 @@ def _quantize_param(layer: Any, kind: str, raw: np.ndarray, qobj: Any, warnings:
     if qobj is None:
         raise QKerasImportError(f"{where} has no quantizer: a float {kind} has no fixed-point equivalent")
     tf_vals = _tf_eval(qobj, raw)
+    if type(qobj).__name__ == "quantized_po2":
+        if getattr(qobj, "use_stochastic_rounding", False):
+            raise QKerasImportError(f"{where}: stochastic rounding is not supported")
+        fmt = _derived_format(tf_vals, where=where)
+        warnings.append(f"{where}: quantized_po2 power-of-two values held exactly in {fmt}")
+        return fmt.from_values(tf_vals.astype(np.float64)), fmt
     if type(qobj).__name__ == "quantized_bits" and isinstance(getattr(qobj, "alpha", None), str):
         if qobj.alpha != "auto_po2":
             raise QKerasImportError(f"{where}: alpha={qobj.alpha!r} is not a power-of-two scale")
@@ -218,6 +224,7 @@ def import_qkeras(
     accum_formats: Mapping[str, str] | None = None,
     score_formats: Mapping[str, str] | None = None,
     name: str | None = None,
+    softmax: str = "refuse",
 ) -> QModel:
     """Build a QModel from a trained QKeras model.
 
@@ -234,6 +241,8 @@ def import_qkeras(
                   raw pT code > 0); "auto": "l1" when n_inputs == 57; or an explicit list of gate feature indices.
     accum_formats {layer name: format} to override (narrow) an accumulator; default exact.
     score_formats {"diff_format"|"square_format"|"accum_format"|"format": format}; default exact.
+    softmax       a trailing softmax: "refuse" (default, an error naming the layer) or "drop" (import the logits;
+                  recorded in ``qmodel.warnings``; compare with the model up to the layer before the softmax).
     Returns the QModel; ``qmodel.warnings`` lists every place where QKeras' float simulation can differ from
     true fixed point (empty when predict() is provably bit-exact for inputs on the input grid).
     """
@@ -241,6 +250,8 @@ def import_qkeras(
         import qkeras  # noqa: F401
     except ImportError as e:  # pragma: no cover
         raise QKerasImportError(f"QKeras is not importable: {e}") from None
+    if softmax not in ("refuse", "drop"):
+        raise QKerasImportError(f"softmax must be 'refuse' or 'drop', got {softmax!r}")
     warnings: list[str] = []
     chain = _chain(model, output_layer)
     if type(chain[0]).__name__ != "InputLayer":
@@ -281,6 +292,14 @@ def import_qkeras(
             layer_names.append(layer.name)
             _apply_activation(entry, kind, q, where, warnings, layer)
             continue
+        if cls in ("Activation", "QActivation", "Softmax") and _is_softmax(layer):
+            if layer is not chain[-1]:
+                raise QKerasImportError(f"{where}: softmax is supported only as the last layer (to drop it)")
+            if softmax != "drop":
+                raise QKerasImportError(f"{where}: softmax has no exact fixed-point form; pass softmax='drop' to import "
+                                        "the logits (the argmax is unchanged)")
+            warnings.append(f"{where}: trailing softmax dropped: the outputs are the logits (argmax unchanged)")
+            continue
         if cls in ("QActivation", "Activation", "ReLU"):
             if cls == "ReLU":
                 if getattr(layer, "max_value", None) is not None or float(getattr(layer, "negative_slope", 0)) != 0 or float(getattr(layer, "threshold", 0)) != 0:
@@ -298,9 +317,9 @@ def import_qkeras(
                     raise QKerasImportError(f"{where}: a relu on the raw input is not supported")
                 if input_quant is not None:
                     raise QKerasImportError(f"{where}: two input quantizers in a row")
-                fmt, relu = quantizer_format(q, where=where)
-                if relu:
-                    raise QKerasImportError(f"{where}: quantized_relu as input quantizer is not supported")
+                fmt, _relu = quantizer_format(q, where=where)
+                # quantized_relu: relu then ap_ufixed<b,i,RND_CONV,SAT>; the unsigned format's saturation maps every
+                # negative (rounded) value to 0, so the format alone is the same function
                 input_quant = fmt
                 continue
             _apply_activation(layers[-1], kind, q, where, warnings, layer)
@@ -338,6 +357,15 @@ def import_qkeras(
                 name=name or str(getattr(model, "name", "qkeras_model")), warnings=(), meta=meta)
     warnings.extend(_float32_warnings(qm, [e.get("ste") for e in layers]))
     return qm.with_warnings(warnings)
+
+
+def _is_softmax(layer: Any) -> bool:
+    if type(layer).__name__ == "Softmax":
+        return True
+    act = getattr(layer, "activation", None)
+    if isinstance(act, str):
+        return act.strip() == "softmax"
+    return getattr(act, "__name__", "") == "softmax"
 
 
 def _apply_activation(entry: dict, kind: str, q: Any, where: str, warnings: list[str], layer: Any) -> None:

@@ -8,7 +8,8 @@ and the converted graph is then walked against the QModel: Input, the input quan
 and per IR dense layer a Dense (+ a ReLU / linear Activation). Each hls4ml tensor type is set from the IR:
 
   Input.result            = QModel.scaled_format  (the exact scaled input; hls4ml's default would truncate it)
-  input quantizer.result  = QModel.input_quantizer
+  input quantizer.result  = QModel.input_quantizer (a model without one: the IR's is the identity on the scaled
+                            input, whose exact format the Input already has)
   Dense.weight / bias     = layer weight_format / bias_format (hls4ml's weight values are checked code for code)
   Dense.accum             = layer accum_format
   Dense.result            = accum_format when an Activation follows, else the layer's output_format
@@ -64,9 +65,15 @@ def _set_type(named_type, fmt: FixedFormat) -> None:
 def keras_for_hls4ml(model: Any):
     """The Keras model, with its input layer renamed if it is called 'input' (reserved in hls4ml's ModelGraph).
     The layers are shared (same weights and quantizers); only a chain of single-input layers is supported."""
+    from tensorflow import keras
+
+    out_layer, node_index, _ = model.outputs[0]._keras_history
+    if len(model.outputs) == 1 and getattr(getattr(out_layer, "activation", None), "__name__", "") == "softmax" \
+            and type(out_layer).__name__ in ("Activation", "QActivation"):
+        # the IR holds the logits (import_qkeras(softmax="drop")): hls4ml converts the model without the softmax
+        model = keras.Model(model.inputs, out_layer._inbound_nodes[node_index].input_tensors, name=model.name)
     if model.layers[0].name != RESERVED_INPUT_NAME:
         return model
-    from tensorflow import keras
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise HLSExportError(f"model {model.name}: only single-input single-output Keras models are supported")
@@ -160,6 +167,17 @@ def _check_codes(values: np.ndarray, fmt: FixedFormat, expect: np.ndarray, what:
         raise HLSExportError(f"{what}: {bad} value(s) differ between hls4ml's converted model and the IR")
 
 
+def _plain_weights(layer, name: str) -> None:
+    """Refuse power-of-two weights (QKeras quantized_po2): hls4ml writes them as {sign, exponent} structs with a
+    shift product whose types are hls4ml's, not the IR's (measured: 99,106 / 100,000 C-sim outputs differed)."""
+    from hls4ml.model.types import ExponentWeightVariable
+
+    if isinstance(layer.weights["weight"], ExponentWeightVariable):
+        raise HLSExportError(f"layer {name}: quantized_po2 weights become hls4ml exponent weights, which the HLS "
+                             f"exporter does not support yet (the emulator and the Verilog take them); use "
+                             f"quantized_bits weights for the HLS project")
+
+
 def apply_ir_precisions(hls_model, q: QModel) -> list[dict]:
     """Set every hls4ml tensor type from the IR (module doc); check weights and biases code for code.
     Returns the precision table: rows {hls4ml_layer, tensor, ir_tensor, format, cpp}."""
@@ -196,11 +214,15 @@ def apply_ir_precisions(hls_model, q: QModel) -> list[dict]:
     if first.class_name != "Input":
         raise HLSExportError(f"hls4ml's first layer is {_desc(first)}, expected the Input")
     put(first, "result", q.scaled_format, "scaled")
-    iq = take("the input quantizer")
-    if not _is_act(iq, "linear"):
-        raise HLSExportError(f"hls4ml layer {_desc(iq)} where the IR has the network input quantizer {q.input_quantizer} "
-                             f"(a linear quantized activation); the model needs an explicit input quantizer")
-    put(iq, "result", q.input_quantizer, "xq")
+    if _is_act(peek(), "linear") or (_is_act(peek(), "relu") and not q.input_quantizer.signed):
+        # a quantized_relu input quantizer: relu then the unsigned saturating format == the IR's format alone
+        put(take("the input quantizer"), "result", q.input_quantizer, "xq")
+    elif q.input_quantizer != q.scaled_format:
+        nxt = peek()
+        raise HLSExportError(f"hls4ml layer {'nothing' if nxt is None else _desc(nxt)} where the IR has the network input "
+                             f"quantizer {q.input_quantizer} (a linear quantized activation), which is not the identity on "
+                             f"the scaled input {q.scaled_format}")
+    # else: no input quantizer in the model; the IR's is the identity on the exact scaled input (the Input type)
     for L in q.layers:
         d = take(f"dense layer {L.name}")
         if d.class_name != "Dense":
@@ -211,6 +233,7 @@ def apply_ir_precisions(hls_model, q: QModel) -> list[dict]:
             raise HLSExportError(f"hls4ml layer {_desc(d)} is {n_in} -> {n_out}, IR layer {L.name} is {L.n_in} -> {L.n_out}")
         _check_codes(d.weights["weight"].data, L.weight_format, L.weights, f"layer {L.name} weights")
         _check_codes(d.weights["bias"].data, L.bias_format, L.bias, f"layer {L.name} bias")
+        _plain_weights(d, L.name)
         put(d, "weight", L.weight_format, f"{L.name}.weight")
         put(d, "bias", L.bias_format, f"{L.name}.bias")
         put(d, "accum", L.accum_format, f"{L.name}.accum")
