@@ -324,8 +324,15 @@ def import_qkeras(
                 continue
             _apply_activation(layers[-1], kind, q, where, warnings, layer)
             continue
-        if cls in ("Dense", "BatchNormalization", "QBatchNormalization", "QDenseBatchnorm"):
-            raise QKerasImportError(f"{where}: not supported (unquantized Dense, or batch normalisation: fold it first)")
+        if cls in ("BatchNormalization", "QBatchNormalization", "QDenseBatchnorm"):
+            raise QKerasImportError(
+                f"{where}: batch normalisation is not imported: Keras applies it in float32 after the quantized dense "
+                "((acc - mean) / sqrt(var + eps) * gamma + beta), whose values lie on no fixed-point grid, so no "
+                "fixed-point IR equals predict(); fold it into the preceding QDense (new quantized kernel and bias) "
+                "before import: l1ad does not fold batch normalisation yet")
+        if cls == "Dense":
+            raise QKerasImportError(f"{where}: an unquantized Dense is not supported: float weights (use QDense with kernel and bias "
+                                    "quantizers)")
         raise QKerasImportError(f"{where}: layer type not supported")
     if not layers:
         raise QKerasImportError("the model has no QDense layer")
