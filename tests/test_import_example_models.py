@@ -110,3 +110,29 @@ def test_example_model_hls_csim_bit_exact(tmp_path, name):
     codes = np.asarray(q.input.format.from_values(_inputs(q, N, scale, seed=2)), dtype=np.int64)
     rep = verify_project(prj, N, sets={"gauss": codes}, with_coverage=False)
     assert rep["n_events"] == N and rep["mismatches"]["outputs"] == 0 and rep["passed"]
+
+
+@pytest.mark.hls
+def test_cli_export_hls_from_a_keras_file_reports_qkeras_agreement(tmp_path):
+    pytest.importorskip("hls4ml")
+    if shutil.which("g++") is None:  # pragma: no cover
+        pytest.skip("the C simulation needs g++")
+    import json
+
+    from click.testing import CliRunner
+
+    from l1ad.cli import cli as main
+
+    path = tmp_path / "qkeras_3layer.h5"
+    qkeras_3layer().save(path)
+    r = CliRunner().invoke(main, ["export", "hls", str(path), "--out", str(tmp_path / "refused")])
+    assert r.exit_code != 0 and "softmax='drop'" in str(r.output) + str(r.exception)
+    out = tmp_path / "prj"
+    r = CliRunner().invoke(main, ["export", "hls", str(path), "--out", str(out), "--verify", str(N), "--drop-softmax"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "verification.json").read_text())
+    assert rep["n_events"] == N and rep["passed"]
+    fw = rep["framework_vs_emulator"]
+    assert sum(v["n_events"] for v in fw.values()) == N
+    assert all(v["compared"] == "qkeras_predict" and v["output_mismatches"] == 0 for v in fw.values())
+    assert "qkeras_predict vs emulator" in r.output

@@ -71,3 +71,73 @@ def framework_agreement(tm: Any, q: QModel, x_codes: np.ndarray) -> dict:
     return {"compared": f"{tm.frontend}_forward", "n_events": int(len(xv)), "n_values": int(bad.size),
             "output_mismatches": int(bad.sum()), "events_with_mismatch": int(bad.any(axis=1).sum()) if bad.size else 0,
             "off_grid_outputs": int((~on_grid).sum())}
+
+
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+def load_source(path: str | Path, work_dir: str | Path, *, input_format: str | None = None,
+                softmax: str = "refuse") -> tuple[QModel, Any, Any]:
+    """(QModel, framework source or None, trained model or None) of what a user passes on the command line:
+    a Keras .h5/.keras file (QKeras layers), a QONNX .onnx file, a trained model directory, or a qmodel.json (or a
+    folder holding one: an earlier export). The framework source is what export_hls converts and what the
+    framework agreement runs; a qmodel.json has none."""
+    from l1ad.firmware import import_qkeras, import_qonnx
+
+    p = Path(path)
+    fmt = input_format or "ap_fixed<16,6>"
+    if p.is_file() and p.suffix in KERAS_SUFFIXES:
+        from qkeras.utils import _add_supported_quantized_objects
+        from tensorflow import keras
+
+        objs: dict = {}
+        _add_supported_quantized_objects(objs)
+        try:
+            model = keras.models.load_model(p, custom_objects=objs, compile=False)
+        except (OSError, ValueError, TypeError) as e:
+            raise HLSExportError(f"{p}: not a loadable Keras model file ({type(e).__name__}: {e})") from None
+        return import_qkeras(model, fmt, softmax=softmax, name=p.stem), model, None
+    if p.is_file() and p.suffix == ".onnx":
+        return import_qonnx(p, fmt, name=p.stem), p, None
+    if p.is_file() and p.suffix == ".json":
+        return QModel.load(p), None, None
+    if p.is_dir() and (p / "qmodel.json").is_file():
+        return QModel.load(p / "qmodel.json"), None, None
+    if p.is_dir():
+        from l1ad.trigger.modeldir import load_model
+
+        tm = load_model(p)
+        q, src = qmodel_from_trained(tm, work_dir, input_format=input_format or DEFAULT_INPUT_FORMAT)
+        return q, src, tm
+    raise HLSExportError(f"{p}: expected a Keras .h5/.keras file, a QONNX .onnx file, a trained model directory or "
+                         f"a qmodel.json")
+
+
+def source_agreement(q: QModel, source: Any, trained: Any, x_codes: np.ndarray) -> dict | None:
+    """The source framework's own prediction vs the emulator on the same raw input codes (None without a
+    source): QKeras predict (logits when the IR dropped a softmax), QONNX via onnxruntime, or the trained
+    model's forward pass."""
+    if trained is not None:
+        return framework_agreement(trained, q, x_codes)
+    if source is None:
+        return None
+    from l1ad.firmware.emulator import emulate
+
+    x = np.asarray(x_codes, dtype=np.int64)
+    xv = q.input.format.to_float(x)
+    if isinstance(source, Path):
+        from l1ad.firmware.import_qonnx import compare_qonnx
+
+        return compare_qonnx(q, source, xv)
+    from .convert import keras_for_hls4ml
+
+    if not q.input.is_identity:
+        raise HLSExportError("a Keras source with input scaling: compare through the trained model directory")
+    out = np.asarray(keras_for_hls4ml(source).predict(xv, verbose=0, batch_size=4096), dtype=np.float64)
+    e = emulate(q, xv)
+    codes = np.ldexp(out, q.output_format.frac)
+    on_grid = codes == np.round(codes)
+    bad = ~on_grid | (np.where(on_grid, codes, 0).astype(np.int64) != e.outputs_int)
+    return {"compared": "qkeras_predict", "n_events": int(len(x)), "n_values": int(bad.size),
+            "output_mismatches": int(bad.sum()), "events_with_mismatch": int(bad.any(axis=1).sum()) if bad.size else 0,
+            "off_grid_outputs": int((~on_grid).sum())}

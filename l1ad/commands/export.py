@@ -12,7 +12,7 @@ def command() -> None:
 
 
 @command.command("hls")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Project directory to write (replaced atomically).")
 @click.option("--verify", "n_verify", type=click.IntRange(min=0), default=0, show_default=True,
@@ -27,9 +27,11 @@ def command() -> None:
                    "tb_vectors).")
 @click.option("--input-format", default=None, help="Format of the raw hardware-unit input (default ap_int<18>).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the verification vectors.")
+@click.option("--drop-softmax", is_flag=True, help="Import a trailing softmax as its logits (argmax unchanged).")
 def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | None, rates_json: Path | None,
-        config_path: Path | None, input_format: str | None, seed: int) -> None:
-    """Write an hls4ml project (Vitis, io_parallel, Latency) for the model in MODEL_DIR, with the input scaling,
+        config_path: Path | None, input_format: str | None, seed: int, drop_softmax: bool) -> None:
+    """Write an hls4ml project (Vitis, io_parallel, Latency) for MODEL_DIR (a trained model directory, a Keras
+    .h5/.keras file or a QONNX .onnx file), with the input scaling,
     anomaly score and threshold comparators in the top level; precisions from the quantized-model IR."""
     import contextlib
     import io
@@ -37,11 +39,10 @@ def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | No
     import tempfile
 
     from l1ad.firmware.hls import HLSConfig, export_hls, verify_project
-    from l1ad.firmware.hls.frontends import (DEFAULT_INPUT_FORMAT, QONNX_FILE, framework_agreement, qmodel_from_trained,
-                                        thresholds_from_rates)
+    from l1ad.firmware.hls import HLSExportError
+    from l1ad.firmware.hls.frontends import QONNX_FILE, load_source, source_agreement, thresholds_from_rates
     from l1ad.firmware.hls.vectors import make_vectors
     from l1ad.trigger.atomic import write_json_atomic
-    from l1ad.trigger.modeldir import load_model
 
     cfg = HLSConfig()
     if config_path is not None:
@@ -59,15 +60,20 @@ def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | No
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers, got {threshold_codes!r}",
                                      param_hint="--thresholds") from None
-    tm = load_model(model_dir)
     with tempfile.TemporaryDirectory(prefix="l1ad-export-") as work:
-        q, source = qmodel_from_trained(tm, work, input_format=input_format or DEFAULT_INPUT_FORMAT, thresholds=codes)
+        q, source, tm = load_source(model_dir, work, input_format=input_format,
+                                    softmax="drop" if drop_softmax else "refuse")
+        if source is None:
+            raise HLSExportError(f"{model_dir}: a qmodel.json holds no framework model for hls4ml to convert; give the "
+                                 f"Keras/QONNX file or the trained model directory")
+        if codes:
+            q = q.with_thresholds(codes)
         if rates_json is not None:
             q = q.with_thresholds(thresholds_from_rates(q, rates_json))
         log = io.StringIO()
         with contextlib.redirect_stdout(log):  # hls4ml prints its topology walk
             project = export_hls(q, source, out_dir, cfg)
-        if isinstance(source, Path):
+        if isinstance(source, Path) and source.resolve() != (out_dir / QONNX_FILE).resolve():
             shutil.copyfile(source, out_dir / QONNX_FILE)
     click.echo(f"wrote {out_dir} ({project.source_kind} -> hls4ml {cfg.backend}, top '{cfg.project_name}', "
                f"part {cfg.part}, {cfg.clock_period_ns} ns)")
@@ -76,14 +82,14 @@ def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | No
     if n_verify:
         sets = make_vectors(q, n_verify, seed=seed)
         rep = verify_project(project, n_verify, seed=seed, sets=sets)
-        rep["framework_vs_emulator"] = {k: framework_agreement(tm, q, v) for k, v in sets.items()}
+        rep["framework_vs_emulator"] = {k: source_agreement(q, source, tm, v) for k, v in sets.items()}
         write_json_atomic(out_dir / "verification.json", rep)
         t = rep["timing"]
         click.echo(f"C simulation vs emulator: {rep['n_events']} events, mismatches outputs={rep['mismatches']['outputs']} "
                    f"score={rep['mismatches']['score']} trigger={rep['mismatches']['trigger']} "
                    f"(compile {t['compile_s']:.1f} s, {t['csim_events_per_s']} events/s)")
         fw = rep["framework_vs_emulator"]
-        click.echo(f"{tm.frontend} forward vs emulator: output mismatches "
+        click.echo(f"{next(iter(fw.values()))['compared']} vs emulator: output mismatches "
                    + ", ".join(f"{k}={v['output_mismatches']}/{v['n_values']}" for k, v in fw.items()))
         click.echo(f"report: {out_dir / 'verification.json'}")
         if not rep["passed"]:
