@@ -7,23 +7,14 @@ import click
 
 
 def load_qmodel(source: str | Path, work_dir: str | Path, *, input_format: str | None = None,
-                rates: str | Path | None = None):
-    """A QModel from: a qmodel.json file, a folder holding qmodel.json (an HLS or Verilog export), or a trained
-    model directory (trigger.modeldir; QKeras or Brevitas, imported through firmware). With `rates` (an `l1ad
-    rates` report) the thresholds are set from its score thresholds."""
-    from l1ad.firmware.ir import QModel
+                rates: str | Path | None = None, softmax: str = "refuse"):
+    """A QModel from: a qmodel.json file, a folder holding qmodel.json (an HLS or Verilog export), a Keras
+    .h5/.keras file, a QONNX .onnx file, or a trained model directory (one loader for every command:
+    firmware.hls.frontends.load_source). With `rates` (an `l1ad rates` report) the thresholds are set from its
+    score thresholds."""
+    from l1ad.firmware.hls.frontends import load_source
 
-    p = Path(source)
-    if p.is_file():
-        q = QModel.load(p)
-    elif (p / "qmodel.json").is_file():
-        q = QModel.load(p / "qmodel.json")
-    else:
-        from l1ad.firmware.hls.frontends import DEFAULT_INPUT_FORMAT, qmodel_from_trained
-        from l1ad.trigger.modeldir import load_model
-
-        tm = load_model(p)
-        q, _ = qmodel_from_trained(tm, work_dir, input_format=input_format or DEFAULT_INPUT_FORMAT)
+    q, _, _ = load_source(source, work_dir, input_format=input_format, softmax=softmax)
     if rates is not None:
         from l1ad.firmware.hls.frontends import thresholds_from_rates
 
