@@ -39,6 +39,9 @@ class VerilogConfig(BaseModel):
     expose_outputs: bool = Field(
         False, description="Also output the network outputs (y_out), delayed to line up with the score.")
     budget_ns: float = Field(50.0, gt=0, description="Latency budget to report against (AXOL1TL: 2 bunch crossings).")
+    meet_budget: bool = Field(
+        False, description="Choose levels_per_stage: the deepest stages the clock allows under the logic-level model "
+        "(generator.max_levels_at); error with the best reachable latency if that misses budget_ns.")
 
     @field_validator("top")
     @classmethod

@@ -475,6 +475,8 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
     blocks (the default), a first pass records the pipeline steps and a second puts the registers where they
     cost the fewest flip-flops for the same latency (rtl.Planner)."""
     cfg = config or VerilogConfig()
+    if cfg.meet_budget:
+        return _meet_budget(qmodel, cfg)
     if cfg.levels_per_stage == 0 or cfg.register_blocks:
         return _generate(qmodel, cfg, None)
     planner = Planner()
@@ -707,6 +709,31 @@ T_STAGE_NS, T_LEVEL_NS = 0.6, 0.9
 def est_fmax_mhz(levels: int) -> float:
     """A rough f_max estimate for stages of `levels` logic levels (a planning number, not a timing sign-off)."""
     return 1000.0 / (T_STAGE_NS + T_LEVEL_NS * max(levels, 1))
+
+
+def max_levels_at(clock_mhz: float) -> int:
+    """Most logic levels per stage that fit one period of `clock_mhz` under the model
+    T_STAGE_NS + levels * T_LEVEL_NS <= period (one level: a LUT + CARRY8 adder level with routing)."""
+    return int((1000.0 / clock_mhz - T_STAGE_NS) // T_LEVEL_NS)
+
+
+def _meet_budget(qmodel: Any, cfg: VerilogConfig) -> Design:
+    """The cheapest register placement meeting both the clock and budget_ns: the deepest stages the clock
+    allows give the fewest stages (latency) and the fewest registers; anything else only adds cycles."""
+    from l1ad.trigger.errors import L1adError
+
+    k = max_levels_at(cfg.clock_mhz)
+    if k < 1:
+        raise L1adError(f"firmware clock_mhz = {cfg.clock_mhz:g}: no adder level fits one period under the model "
+                        f"({T_STAGE_NS} ns + levels x {T_LEVEL_NS} ns); allowed: at most "
+                        f"{1000.0 / (T_STAGE_NS + T_LEVEL_NS):.0f} MHz")
+    design = generate(qmodel, cfg.model_copy(update={"meet_budget": False, "levels_per_stage": k}))
+    ns = design.meta["latency_ns"]
+    if ns > cfg.budget_ns:
+        raise L1adError(f"firmware budget_ns = {cfg.budget_ns:g} is not reachable at clock_mhz = {cfg.clock_mhz:g}: "
+                        f"best reachable latency is {design.latency_cycles} cycles = {ns:g} ns ({k} logic levels "
+                        f"per stage, the most the clock allows); raise budget_ns or change the network")
+    return design
 
 
 def latency_sweep(qmodel: Any, config: VerilogConfig | None = None, levels: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8)) -> list[dict]:

@@ -1,0 +1,36 @@
+"""Latency target: the generator picks the deepest stages the clock allows and meets budget_ns or says why."""
+from __future__ import annotations
+
+import pytest
+
+from l1ad.firmware.verilog import VerilogConfig, generate
+from l1ad.firmware.verilog.generator import T_LEVEL_NS, T_STAGE_NS, max_levels_at
+from l1ad.sim.models import l1_autoencoder
+from l1ad.trigger.errors import L1adError
+
+
+def test_max_levels_follow_the_model():
+    for mhz in (200.0, 240.0, 300.0, 360.0, 500.0):
+        k = max_levels_at(mhz)
+        assert T_STAGE_NS + k * T_LEVEL_NS <= 1000.0 / mhz < T_STAGE_NS + (k + 1) * T_LEVEL_NS
+    assert (max_levels_at(240.0), max_levels_at(360.0)) == (3, 2)
+
+
+def test_meet_budget_is_the_cheapest_fitting_design():
+    qm = l1_autoencoder((16, 8, 4, 8, 16), seed=3)
+    cfg = VerilogConfig(clock_mhz=360.0, budget_ns=200.0, meet_budget=True)
+    d = generate(qm, cfg)
+    assert d.meta["max_levels_per_stage"] <= 2 and d.meta["latency_ns"] <= 200.0
+    # one level deeper per stage would miss the clock; shallower stages never cost fewer cycles
+    for k in (1, 2):
+        other = generate(qm, cfg.model_copy(update={"meet_budget": False, "levels_per_stage": k}))
+        assert other.latency_cycles >= d.latency_cycles
+
+
+def test_unreachable_budget_names_the_best_latency():
+    qm = l1_autoencoder((16, 8, 4, 8, 16), seed=3)
+    best = generate(qm, VerilogConfig(clock_mhz=240.0, levels_per_stage=3)).meta["latency_ns"]
+    with pytest.raises(L1adError, match=rf"budget_ns = 1 .*best reachable latency .*= {best:g} ns"):
+        generate(qm, VerilogConfig(clock_mhz=240.0, budget_ns=1.0, meet_budget=True))
+    with pytest.raises(L1adError, match="clock_mhz = 2000"):
+        generate(qm, VerilogConfig(clock_mhz=2000.0, meet_budget=True))
