@@ -136,3 +136,30 @@ def test_cli_export_hls_from_a_keras_file_reports_qkeras_agreement(tmp_path):
     assert sum(v["n_events"] for v in fw.values()) == N
     assert all(v["compared"] == "qkeras_predict" and v["output_mismatches"] == 0 for v in fw.values())
     assert "qkeras_predict vs emulator" in r.output
+
+
+@pytest.mark.hls
+def test_cli_export_hls_fails_when_the_framework_disagrees(tmp_path, monkeypatch):
+    """emulator == C-sim is not enough: a framework mismatch (an import that read the wrong graph) fails --verify."""
+    pytest.importorskip("hls4ml")
+    if shutil.which("g++") is None:  # pragma: no cover
+        pytest.skip("the C simulation needs g++")
+    from click.testing import CliRunner
+
+    import l1ad.firmware.hls.frontends as fe
+    from l1ad.cli import cli as main
+
+    real = fe.source_agreement
+
+    def off_by_one(q, source, trained, x_codes):  # the framework's prediction, one output value moved
+        rep = dict(real(q, source, trained, x_codes))
+        rep["output_mismatches"] += 1
+        return rep
+
+    monkeypatch.setattr(fe, "source_agreement", off_by_one)
+    path = tmp_path / "qkeras_3layer.h5"
+    qkeras_3layer().save(path)
+    r = CliRunner().invoke(main, ["export", "hls", str(path), "--out", str(tmp_path / "prj"), "--verify", "500",
+                                  "--drop-softmax"])
+    assert r.exit_code != 0
+    assert "source framework's prediction differs from the emulator" in r.output

@@ -88,12 +88,20 @@ def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | No
         click.echo(f"C simulation vs emulator: {rep['n_events']} events, mismatches outputs={rep['mismatches']['outputs']} "
                    f"score={rep['mismatches']['score']} trigger={rep['mismatches']['trigger']} "
                    f"(compile {t['compile_s']:.1f} s, {t['csim_events_per_s']} events/s)")
-        fw = rep["framework_vs_emulator"]
-        click.echo(f"{next(iter(fw.values()))['compared']} vs emulator: output mismatches "
-                   + ", ".join(f"{k}={v['output_mismatches']}/{v['n_values']}" for k, v in fw.items()))
+        fw = {k: v for k, v in rep["framework_vs_emulator"].items() if v is not None}
+        if fw:
+            click.echo(f"{next(iter(fw.values()))['compared']} vs emulator: output mismatches "
+                       + ", ".join(f"{k}={v['output_mismatches']}/{v['n_values']}" for k, v in fw.items()))
+        else:
+            click.echo("no source framework model (a qmodel.json): compared with the emulator only")
         click.echo(f"report: {out_dir / 'verification.json'}")
         if not rep["passed"]:
             raise click.ClickException("the C simulation does not match the emulator bit for bit")
+        fw_bad = {k: v["output_mismatches"] for k, v in fw.items() if v["output_mismatches"]}
+        if fw_bad:  # emulator == C-sim can both be wrong if the import read the wrong graph
+            why = "; IR warnings: " + " | ".join(q.warnings) if q.warnings else ""
+            raise click.ClickException(f"the source framework's prediction differs from the emulator (output "
+                                       f"mismatches per vector set: {fw_bad}){why}")
 
 
 # `l1ad export verilog` lives in its own module (firmware.verilog front end).
