@@ -180,6 +180,7 @@ def plot_rate_closure(stitched: EventBatch, minbias: EventBatch, path, *, thresh
     import matplotlib.pyplot as plt
 
     from ..atomic import atomic_path
+    from ..rate_plots import experiment_label
     from ..rates import ZERO_BIAS_RATE_HZ
 
     t = np.arange(20.0, 401.0, 5.0) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
@@ -194,6 +195,7 @@ def plot_rate_closure(stitched: EventBatch, minbias: EventBatch, path, *, thresh
                 label=f"minimum bias, unweighted ({len(minbias):,} events)")
     ax.set_yscale("log")
     ax.set_ylabel("single-jet rate [Hz]")
+    experiment_label(ax, rlabel="13.6 TeV")
     ax.legend(title=f"L1 jet, leading pT > threshold; <PU> = {float(stitched.npu.mean()):.1f}", fontsize="small")
     if note:
         ax.text(0.98, 0.02, note, transform=ax.transAxes, ha="right", va="bottom", fontsize="x-small", wrap=True)
