@@ -333,6 +333,9 @@ def import_qkeras(
         if cls == "Dense":
             raise QKerasImportError(f"{where}: an unquantized Dense is not supported: float weights (use QDense with kernel and bias "
                                     "quantizers)")
+        if hasattr(layer, "layers") and hasattr(layer, "_nodes_by_depth"):
+            raise QKerasImportError(f"{where}: a model nested as a layer is not supported; build the outer model from "
+                                    "its layers (call each trained layer on the new input) instead")
         raise QKerasImportError(f"{where}: layer type not supported")
     if not layers:
         raise QKerasImportError("the model has no QDense layer")

@@ -85,7 +85,7 @@ def test_nested_model_is_refused_naming_it():
     m1 = _trained_classifier()
     inp2 = keras.Input((16,))
     m2 = keras.Model(inp2, m1(QActivation(quantized_bits(8, 3, alpha=1))(inp2)))
-    with pytest.raises(QKerasImportError, match=r"'m1' \(Functional\)"):
+    with pytest.raises(QKerasImportError, match=r"'m1' \(Functional\): a model nested as a layer"):
         import_qkeras(m2)
 
 
