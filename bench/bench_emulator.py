@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     from l1ad.firmware.emulator import stage_profile
 
     model = build_model()
-    qmodel = fw.import_qkeras(model, "ap_int<18>", scaler=Scaler, score="mse", thresholds=(1000, 10000))
+    qmodel = fw.import_qkeras(model, "ap_int<18>", scaler=Scaler, score="mse", gate="l1", thresholds=(1000, 10000))
     x_hw = make_events(args.events)
     scaled = ((x_hw.astype(np.float64) - Scaler.offset) * 2.0 ** -Scaler.shift).astype(np.float32)
     n, m = len(x_hw), min(args.csim_events, len(x_hw))

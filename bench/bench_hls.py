@@ -46,7 +46,7 @@ def main(n: int = 20_000) -> dict:
     x = hw_inputs(toy_events(n, seed=1).objects)
     scaler = InputScaler.fit(x)
     model = kn.deployed(kn.build(ArchitectureConfig.default("ae"), 1))
-    q = import_qkeras(model, "ap_int<18>", scaler=scaler, score="mse")
+    q = import_qkeras(model, "ap_int<18>", scaler=scaler, score="mse", gate="l1")
     e_rate, e = _rate(n, lambda: emulate(q, x))
     res: dict = {"n_events": n, "model": "ae 57-32-16-8-16-32-57 (QKeras)", "events_per_s": {}}
     with tempfile.TemporaryDirectory() as d:
