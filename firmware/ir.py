@@ -688,16 +688,18 @@ class QModel:
 
 # ---------------------------------------------------------------------- small helpers
 def _check_threshold_range(codes: Sequence[int], score: "ScoreSpec | None") -> None:
-    """Threshold codes must be codes of the score format (score > code compares two values of that format)."""
+    """Threshold codes must lie in [min_code - 1, max_code] of the score format: score > code then compares two
+    values of that format, except min_code - 1, the one meaningful code below it (the bit always fires)."""
     if not codes:
         return
     if score is None:
         raise QModelError(f"thresholds {list(codes)} need a score block; this QModel has none")
     f = score.format
-    bad = [c for c in codes if not f.min_code <= c <= f.max_code]
+    bad = [c for c in codes if not f.min_code - 1 <= c <= f.max_code]
     if bad:
         raise QModelError(f"threshold code(s) {bad} lie outside the score format {f}: codes must be in "
-                          f"[{f.min_code}, {f.max_code}] (real values [{float(f.min_value):g}, {float(f.max_value):g}])")
+                          f"[{f.min_code - 1}, {f.max_code}] (real values [{float(f.min_value):g}, {float(f.max_value):g}]; "
+                          f"{f.min_code - 1} always fires)")
 
 
 def _check_int(v: Any, what: str) -> int:

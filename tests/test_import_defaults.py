@@ -43,10 +43,11 @@ def test_threshold_codes_outside_the_score_format_are_refused():
     q = import_qkeras(_net(16, 16))
     f = q.score.format
     assert q.with_thresholds([f.max_code]).thresholds == (f.max_code,)
-    with pytest.raises(QModelError, match=rf"\[{f.max_code + 1}\].*\[{f.min_code}, {f.max_code}\]"):
+    with pytest.raises(QModelError, match=rf"\[{f.max_code + 1}\].*\[{f.min_code - 1}, {f.max_code}\]"):
         q.with_thresholds([3, f.max_code + 1])
+    assert import_qkeras(_net(16, 16), thresholds=[f.min_code - 1]).thresholds == (f.min_code - 1,)  # always fires
     with pytest.raises(QModelError, match="outside the score format"):
-        import_qkeras(_net(16, 16), thresholds=[-1 + f.min_code])
+        import_qkeras(_net(16, 16), thresholds=[f.min_code - 2])
 
 
 def test_hls_export_refuses_a_users_folder(tmp_path):

@@ -130,9 +130,10 @@ def test_with_thresholds_and_threshold_code():
 def test_threshold_codes_outside_the_score_format_are_refused_everywhere():
     q = l1_model()
     f = q.score.format
-    assert q.with_thresholds([f.min_code, f.max_code]).thresholds == (f.min_code, f.max_code)
-    for bad in (f.min_code - 1, f.max_code + 1):
-        with pytest.raises(QModelError, match=rf"\[{bad}\].*\[{f.min_code}, {f.max_code}\]"):
+    ok = (f.min_code - 1, f.min_code, f.max_code)  # min_code - 1: the bit always fires
+    assert q.with_thresholds(ok).thresholds == ok
+    for bad in (f.min_code - 2, f.max_code + 1):
+        with pytest.raises(QModelError, match=rf"\[{bad}\].*\[{f.min_code - 1}, {f.max_code}\]"):
             q.with_thresholds([bad])
     # the constructor (here through from_dict) checks too
     d = q.with_thresholds([3]).to_dict()
@@ -140,7 +141,7 @@ def test_threshold_codes_outside_the_score_format_are_refused_everywhere():
     with pytest.raises(QModelError, match="outside the score format"):
         fw.QModel.from_dict(d)
     # narrowing the score format below a threshold already set is refused, naming the new range
-    with pytest.raises(QModelError, match=r"\[0, 255\]"):
+    with pytest.raises(QModelError, match=r"\[-1, 255\]"):
         q.with_thresholds([1000]).replace_formats(score={"format": "ap_ufixed<8,8,TRN,SAT>"})
 
 
