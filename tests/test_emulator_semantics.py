@@ -111,6 +111,6 @@ def test_saturation_counted():
     r = fw.emulate(q, np.array([[7.9375, -8.0, 7.9375]]))
     assert r.stats["xq"]["overflow"] == 0
     # a narrow score format saturates and says so
-    q2 = q.replace_formats(score={"format": "ap_ufixed<4,2,TRN,SAT>"})
+    q2 = q.with_thresholds([]).replace_formats(score={"format": "ap_ufixed<4,2,TRN,SAT>"})  # its thresholds do not fit
     r2 = fw.emulate(q2, np.array([[7.9375, 7.0, 7.0]]))
     assert r2.score_int[0] == 15 and r2.stats["score"]["overflow"] == 1 and r2.n_overflow >= 1
