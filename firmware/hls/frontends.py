@@ -57,20 +57,25 @@ def thresholds_from_rates(q: QModel, rates_json: str | Path) -> list[int]:
     return [q.threshold_code(float(v)) for v in vals]
 
 
-def framework_agreement(tm: Any, q: QModel, x_codes: np.ndarray) -> dict:
-    """The framework's own forward pass (QKeras predict / Brevitas torch, float32) vs the emulator's outputs
-    on raw input codes: value mismatches (reported, never hidden)."""
+def _output_agreement(compared: str, q: QModel, xv: np.ndarray, out: np.ndarray) -> dict:
+    """A framework's float outputs `out` on real inputs `xv` vs the emulator's output codes: every value must
+    lie on the output grid and equal the emulator's code (mismatches are reported, never hidden)."""
     from l1ad.firmware.emulator import emulate
 
-    xv = q.input.format.to_float(np.asarray(x_codes, dtype=np.int64))
-    out = np.asarray(tm.forward(xv), dtype=np.float64)
     e = emulate(q, xv)
-    codes = np.ldexp(out, q.output_format.frac)
+    codes = np.ldexp(np.asarray(out, dtype=np.float64), q.output_format.frac)
     on_grid = codes == np.round(codes)
     bad = ~on_grid | (np.where(on_grid, codes, 0).astype(np.int64) != e.outputs_int)
-    return {"compared": f"{tm.frontend}_forward", "n_events": int(len(xv)), "n_values": int(bad.size),
+    return {"compared": compared, "n_events": int(len(xv)), "n_values": int(bad.size),
             "output_mismatches": int(bad.sum()), "events_with_mismatch": int(bad.any(axis=1).sum()) if bad.size else 0,
             "off_grid_outputs": int((~on_grid).sum())}
+
+
+def framework_agreement(tm: Any, q: QModel, x_codes: np.ndarray) -> dict:
+    """The framework's own forward pass (QKeras predict / Brevitas torch, float32) vs the emulator's outputs
+    on raw input codes."""
+    xv = q.input.format.to_float(np.asarray(x_codes, dtype=np.int64))
+    return _output_agreement(f"{tm.frontend}_forward", q, xv, tm.forward(xv))
 
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
@@ -121,10 +126,7 @@ def source_agreement(q: QModel, source: Any, trained: Any, x_codes: np.ndarray) 
         return framework_agreement(trained, q, x_codes)
     if source is None:
         return None
-    from l1ad.firmware.emulator import emulate
-
-    x = np.asarray(x_codes, dtype=np.int64)
-    xv = q.input.format.to_float(x)
+    xv = q.input.format.to_float(np.asarray(x_codes, dtype=np.int64))
     if isinstance(source, Path):
         from l1ad.firmware.import_qonnx import compare_qonnx
 
@@ -133,11 +135,4 @@ def source_agreement(q: QModel, source: Any, trained: Any, x_codes: np.ndarray) 
 
     if not q.input.is_identity:
         raise HLSExportError("a Keras source with input scaling: compare through the trained model directory")
-    out = np.asarray(keras_for_hls4ml(source).predict(xv, verbose=0, batch_size=4096), dtype=np.float64)
-    e = emulate(q, xv)
-    codes = np.ldexp(out, q.output_format.frac)
-    on_grid = codes == np.round(codes)
-    bad = ~on_grid | (np.where(on_grid, codes, 0).astype(np.int64) != e.outputs_int)
-    return {"compared": "qkeras_predict", "n_events": int(len(x)), "n_values": int(bad.size),
-            "output_mismatches": int(bad.sum()), "events_with_mismatch": int(bad.any(axis=1).sum()) if bad.size else 0,
-            "off_grid_outputs": int((~on_grid).sum())}
+    return _output_agreement("qkeras_predict", q, xv, keras_for_hls4ml(source).predict(xv, verbose=0, batch_size=4096))
