@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from l1ad.firmware.hls.config import HLSConfig
 from l1ad.firmware.verilog.config import VerilogConfig
 from l1ad.analysis import OfflineStageConfig
+from l1ad.errors import format_validation
 from l1ad.trigger.atomic import content_hash
 from l1ad.trigger.errors import UserInputError
 from l1ad.trigger.generation.config import GenerationConfig
@@ -158,20 +159,8 @@ def validate_section(model: type[BaseModel], data: dict, source: str):
 
 def format_validation_error(e: ValidationError, source: str) -> str:
     """One line per problem: the dotted key, the offending value and what is allowed."""
-    lines = [f"{source}: invalid configuration"]
-    for err in e.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (not allowed here; check the spelling against configs/default.yaml)"
-        value = err.get("input")
-        if err["type"] == "value_error" and isinstance(value, dict):  # a check across keys: its message names them
-            msg = msg.removeprefix("Value error, ")
-            lines.append(f"  {key}: {msg}" if key else f"  {msg}")
-            continue
-        shown = repr(value) if not isinstance(value, dict) else "{...}"
-        lines.append(f"  {key or '(top level)'} = {shown[:80]}: {msg}")
-    return "\n".join(lines)
+    return format_validation(e, source, title="configuration",
+                             unknown_hint="; check the spelling against configs/default.yaml")
 
 
 def load_config(path: str | Path | None = None, *, quick: bool = False, overrides: dict | None = None) -> L1adConfig:

@@ -47,14 +47,19 @@ def user_message(e: BaseException) -> str | None:
     return None
 
 
-def format_validation(e, source: str | None = None) -> str:
-    """A pydantic ValidationError as 'key = value: what is allowed', one problem per line."""
-    title = getattr(e, "title", None) or "settings"
+def format_validation(e, source: str | None = None, *, title: str | None = None, unknown_hint: str = "") -> str:
+    """A pydantic ValidationError as 'key = value: what is allowed', one problem per line (a check across keys
+    gives its own message, which names them)."""
+    title = title or getattr(e, "title", None) or "settings"
     lines = [f"{source + ': ' if source else ''}invalid {title}"]
     for err in e.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in err["loc"])
+        msg = f"unknown key (not allowed here{unknown_hint})" if err["type"] == "extra_forbidden" else err["msg"]
         value = err.get("input")
+        if err["type"] == "value_error" and isinstance(value, dict):
+            msg = msg.removeprefix("Value error, ")
+            lines.append(f"  {key}: {msg}" if key else f"  {msg}")
+            continue
         shown = repr(value) if not isinstance(value, dict) else "{...}"
-        msg = "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {key} = {shown[:80]}: {msg}")
+        lines.append(f"  {key or '(top level)'} = {shown[:80]}: {msg}")
     return "\n".join(lines)
