@@ -3,7 +3,7 @@
 Public API (stable names):
   FixedFormat                 ap_fixed / ap_ufixed / ap_int formats; parse("ap_fixed<16,6,RND_CONV,SAT>"), str(fmt),
                               .quantize(floats) / .requantize(codes, src) with exact ap_fixed semantics (firmware.fixed)
-  QModel, InputSpec, DenseLayer, ScoreSpec, default_gate, SCHEMA, QModelError     the IR (firmware.ir)
+  QModel, InputSpec, DenseLayer, AffineLayer, ScoreSpec, default_gate, SCHEMA, QModelError   the IR (firmware.ir)
       QModel.save(path) / QModel.load(path) (JSON), .with_thresholds(codes), .threshold_code(value),
       .tensor_formats(), .tensor_bounds(), .layer_exact(i), .score_analysis(), .replace_formats(...)
   emulate(qmodel, x, *, strict=False, keep=False, chunk=4096, backend="auto", threads=None) -> EmulationResult
@@ -21,11 +21,11 @@ import types
 from typing import Any
 
 from .fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat, FixedFormatError
-from .ir import SCHEMA, DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
+from .ir import LAYER_KINDS, SCHEMA, AffineLayer, DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
 
 __all__ = [
     "FixedFormat", "FixedFormatError", "ROUNDING_MODES", "OVERFLOW_MODES",
-    "QModel", "QModelError", "InputSpec", "DenseLayer", "ScoreSpec", "SCHEMA", "default_gate",
+    "QModel", "QModelError", "InputSpec", "DenseLayer", "AffineLayer", "LAYER_KINDS", "ScoreSpec", "SCHEMA", "default_gate",
     "emulate", "EmulationResult", "EmulatorInputError", "import_qkeras", "import_qonnx", "QKerasImportError",
     "export_verilog", "VerilogConfig",
 ]

@@ -115,6 +115,19 @@ class _LayerPlan:
     dot_bound: int = 0  # bound on any partial sum of the integer dot product (product LSB)
     part_bound: int = 0  # bound on any partial sum incl. bias (exact accumulator LSB)
     max_w: int = 0
+    diag: bool = False  # an affine layer: the product is elementwise (w_* hold the diagonal), not a matrix product
+
+
+def _mul(p: _LayerPlan, a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The layer's product stage: a matrix product (dense) or an elementwise one (affine: w is the diagonal)."""
+    return a * w[None, :] if p.diag else a @ w
+
+
+# per layer kind: how its integer weights enter the plan (the dense view, or the diagonal of an affine layer)
+_PLAN_WEIGHTS = {
+    "dense": lambda L: (L.weights, False),
+    "affine": lambda L: (L.scale, True),
+}
 
 
 BACKENDS = ("auto", "int", "i64", "object")
@@ -130,6 +143,9 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
     in_fmt = q.input_quantizer
     in_b = bounds["xq"]
     for i, L in enumerate(q.layers):
+        if L.kind not in _PLAN_WEIGHTS:
+            raise EmulatorInputError(f"layer {L.name}: the emulator has no handler for layer kind {L.kind!r}")
+        W, diag = _PLAN_WEIGHTS[L.kind](L)
         ab = L.accum_bounds(in_b[0], in_b[1], in_fmt)
         amax = [max(abs(a), abs(b)) for a, b in zip(*in_b)]
         wl = [[abs(int(v)) for v in row] for row in L.weights.tolist()]
@@ -150,9 +166,9 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
         fa = ab["frac"]
         exact = _holds(L.accum_format, ab["part_lo"], ab["part_hi"], fa)
         big = (max(max(abs(v) for v in ab["part_lo"]), max(abs(v) for v in ab["part_hi"])) >= I64_SAFE)
-        w_int = L.weights.astype(object) if (backend == "object" or big) else L.weights.astype(np.int64)
+        w_int = W.astype(object) if (backend == "object" or big) else W.astype(np.int64)
         w_num = {"f32": np.float32, "f64": np.float64}.get(backend)
-        w_num = L.weights.astype(np.float64).astype(w_num) if w_num else w_int
+        w_num = W.astype(np.float64).astype(w_num) if w_num else w_int
         b_ex = [int(v) << (fa - L.bias_format.frac) for v in L.bias.tolist()]
         bias_exact = np.array(b_ex, dtype=object if (big or backend == "object") else np.int64)
         part_bound = max(max(abs(v) for v in ab["part_lo"]), max(abs(v) for v in ab["part_hi"]))
@@ -160,7 +176,7 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
             name=L.name, in_fmt=in_fmt, w_fmt=L.weight_format, acc_fmt=L.accum_format, out_fmt=L.output_format,
             prod_fmt=L.product_format, exact=exact, backend=backend if exact else "sequential", w_num=w_num, w_int=w_int,
             shift_p=fa - fp, bias_exact=bias_exact, bias_code=L.bias, bias_fmt=L.bias_format, frac_exact=fa,
-            relu=L.activation == "relu", dot_bound=m, part_bound=part_bound, max_w=max_w,
+            relu=L.activation == "relu", dot_bound=m, part_bound=part_bound, max_w=max_w, diag=diag,
         ))
         in_b = bounds[f"{L.name}.out"]
         in_fmt = L.output_format
@@ -212,14 +228,14 @@ def _dense(p: _LayerPlan, a: np.ndarray, stats: dict) -> np.ndarray:
     """Accumulator codes of one dense layer (exact path or hls4ml-sequential path)."""
     if p.backend in ("f32", "f64"):
         dt = np.float32 if p.backend == "f32" else np.float64
-        acc = (a.astype(dt) @ p.w_num)
+        acc = _mul(p, a.astype(dt), p.w_num)
         acc = acc.astype(np.int64)
     elif p.backend == "i64" and a.dtype != object:
-        acc = a.astype(np.int64) @ p.w_int
+        acc = _mul(p, a.astype(np.int64), p.w_int)
     elif p.backend == "sequential":
         return _dense_sequential(p, a, stats)
     else:
-        acc = a.astype(object) @ p.w_int.astype(object)
+        acc = _mul(p, a.astype(object), p.w_int.astype(object))
     if p.bias_exact.dtype == object and acc.dtype != object:
         acc = acc.astype(object)
     if p.shift_p:
@@ -375,7 +391,7 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
                and p.out_fmt.width <= 23 and s_out <= MAX_SHIFT32 and p.max_w < F32_LIM)
         dt = np.float32 if f32 else np.float64
         e = k - s_out - (1 if p.relu else 0)  # accumulator LSB -> output LSB (relu: half of it)
-        w = np.array([[float(v) for v in row] for row in p.w_int.tolist()], dtype=np.float64) * 2.0 ** (p.shift_p + e)
+        w = np.array([float(v) for v in p.w_int.ravel().tolist()], dtype=np.float64).reshape(p.w_int.shape) * 2.0 ** (p.shift_p + e)
         b = np.array([float(v) for v in p.bias_exact.tolist()], dtype=np.float64) * 2.0 ** e
         of = p.out_fmt
         layers.append(_FLayer(p, dt, w.astype(dt), b.astype(dt), s_out, 2.0 ** (s_out + (1 if p.relu else 0)),
@@ -521,9 +537,9 @@ class _Work:
         self.xq = np.empty((n, q.n_inputs), dtype=in_dt)
         self.xmask = np.empty((n, q.n_inputs), dtype=bool)
         self.grid = np.empty((n, q.n_inputs), dtype=np.float32)
-        self.t = [np.empty((n, L.p.w_int.shape[1]), dtype=L.dt) for L in fplan["layers"]]
-        self.u = [np.empty((n, L.p.w_int.shape[1]), dtype=L.dt) for L in fplan["layers"]]
-        self.mask = [np.empty((n, L.p.w_int.shape[1]), dtype=bool) for L in fplan["layers"]]
+        self.t = [np.empty((n, L.p.w_int.shape[-1]), dtype=L.dt) for L in fplan["layers"]]
+        self.u = [np.empty((n, L.p.w_int.shape[-1]), dtype=L.dt) for L in fplan["layers"]]
+        self.mask = [np.empty((n, L.p.w_int.shape[-1]), dtype=bool) for L in fplan["layers"]]
         self.bias = [np.tile(L.b, (n, 1)) for L in fplan["layers"]]  # a contiguous add is 2x a broadcast one
         of = q.output_format
         self.o32 = np.empty((n, q.n_outputs), dtype=np.int32) if of.width <= 31 else None
@@ -606,7 +622,11 @@ def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
     for i, L in enumerate(fplan["layers"]):
         t, u, mask = ws.t[i][:m], ws.u[i][:m], ws.mask[i][:m]
         # NumPy's matmul releases the GIL (SciPy's gemm wrapper does not: 1.6x faster alone, serial in threads)
-        np.matmul(h if h.dtype == L.dt else h.astype(L.dt), L.w, out=t)
+        hh = h if h.dtype == L.dt else h.astype(L.dt)
+        if L.p.diag:
+            np.multiply(hh, L.w, out=t)
+        else:
+            np.matmul(hh, L.w, out=t)
         t += ws.bias[i][:m]
         ws.tick("layers: GEMM and bias")
         _keep(kept, f"{L.p.name}.accum", t, L.acc_mul)

@@ -12,6 +12,10 @@ Data flow (every tensor has one FixedFormat; codes are integers, value = code * 
                (``L.accum_exact``), this is the exact sum.  Otherwise hls4ml order and semantics apply:
                acc = (accum_t) b; for i in 0..n_in-1: acc = (accum_t)(acc + (accum_t) p_ij).
       out      out_j = requantize(act(acc_j) -> ``L.output_format``), act = identity ("linear") or max(.,0) ("relu")
+    for each AffineLayer A (per channel, n -> n; in the same ordered list as the dense layers):
+      acc      acc_j = in_j * scale_j + offset_j, exact (``A.accum_format`` always holds it)
+      out      out_j = requantize(act(acc_j) -> ``A.output_format``)  (multiply-and-shift requantization,
+               folded batch normalisation that cannot go into the previous layer, or a standalone activation)
     score (optional, ``ScoreSpec``):
       "mse": d_j = xq_j - out_j (diff_format); q_j = d_j**2 (square_format);
              score = sum_j m_j q_j (accum_format, hls4ml order as above if not exact) -> ``format``;
@@ -24,10 +28,15 @@ Every intermediate conversion "-> F" is ``F.requantize`` with F's rounding then 
 its exact range never changes a value. Formats left as None at construction are filled with the narrowest EXACT
 format from a per-feature interval analysis, so nothing is truncated unless the config says so.
 
-JSON schema ``l1ad.qmodel/1`` (``QModel.save`` / ``QModel.load``; all formats as ap_fixed strings, all numbers
-integers)::
+The layers form one ordered op list; each op class (``LAYER_KINDS``: DenseLayer "dense", AffineLayer "affine")
+owns its interval analysis (``accum_bounds``), exactness rule, and serialisation; every back-end dispatches on
+``layer.kind``. Adding an op = one class here + one handler in the emulator, the Verilog generator and the HLS
+writer (each back-end refuses a kind it has no handler for, naming it).
 
-    {"schema": "l1ad.qmodel/1", "name": str,
+JSON schema ``l1ad.qmodel/2`` (``QModel.save`` / ``QModel.load``; all formats as ap_fixed strings, all numbers
+integers; ``l1ad.qmodel/1`` documents, which hold dense layers without "kind", still load)::
+
+    {"schema": "l1ad.qmodel/2", "name": str,
      "input": {"format": str, "offset": [int]*n, "shift": [int]*n},
      "scaled_format": str,                      # derived, stored for readers (checked on load)
      "input_quantizer": str,
@@ -35,12 +44,16 @@ integers)::
                  "weight_format": str, "weights": [[int]*n_out]*n_in,   # weights[i][j]: input i -> output j
                  "bias_format": str, "bias": [int]*n_out,
                  "product_format": str, "accum_format": str,
-                 "activation": "linear"|"relu", "output_format": str}, ...],
+                 "activation": "linear"|"relu", "output_format": str}
+                | {"name": str, "kind": "affine", "n": int, "scale_format": str, "scale": [int]*n,
+                   "offset_format": str, "offset": [int]*n, "product_format": str, "accum_format": str,
+                   "activation": "linear"|"relu", "output_format": str}, ...],
      "score": null | {"kind": "mse"|"mu2", "gate": null|[int]*n,
                       "diff_format": str|null, "square_format": str, "accum_format": str, "format": str},
      "thresholds": [int], "warnings": [str], "meta": {...}}
 
-Public names (stable): ``QModel``, ``InputSpec``, ``DenseLayer``, ``ScoreSpec``, ``SCHEMA``, ``default_gate``,
+Public names (stable): ``QModel``, ``InputSpec``, ``DenseLayer``, ``AffineLayer``, ``LAYER_KINDS``, ``ScoreSpec``,
+``SCHEMA``, ``default_gate``,
 ``QModelError``. Useful QModel methods for back-ends: ``tensor_formats()`` (every tensor's format in data-flow
 order), ``tensor_bounds()`` (per-feature code bounds from the interval analysis), ``layer_exact(i)`` (the
 accumulator holds every partial sum in any order, so an adder tree equals the exact sum), ``score_analysis()``
@@ -55,6 +68,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -62,7 +76,8 @@ import numpy as np
 from .fixed import FixedFormat, requantize
 from l1ad.trigger.errors import UserInputError
 
-SCHEMA = "l1ad.qmodel/1"
+SCHEMA = "l1ad.qmodel/2"
+SCHEMAS_READ = ("l1ad.qmodel/1", "l1ad.qmodel/2")  # /1: dense layers only (no "kind" needed)
 ACTIVATIONS = ("linear", "relu")
 SCORE_KINDS = ("mse", "mu2")
 
@@ -232,6 +247,9 @@ class DenseLayer:
     accum_format: FixedFormat | None = None
     product_format: FixedFormat | None = None
 
+    kind = "dense"
+    requires_exact_accum = False  # a narrower accumulator follows hls4ml's order (see the module doc)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight_format", FixedFormat.parse(self.weight_format))
         object.__setattr__(self, "bias_format", FixedFormat.parse(self.bias_format))
@@ -306,16 +324,161 @@ class DenseLayer:
             "output_format": None if self.output_format is None else str(self.output_format),
         }
 
+    def replace(self, **kw: Any) -> "DenseLayer":
+        d = dict(name=self.name, weights=self.weights, weight_format=self.weight_format, bias=self.bias,
+                 bias_format=self.bias_format, activation=self.activation, output_format=self.output_format,
+                 accum_format=self.accum_format, product_format=self.product_format)
+        d.update(kw)
+        return DenseLayer(**d)
+
+    def describe(self) -> str:
+        return f"dense {self.n_in} -> {self.n_out}, {self.activation}"
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DenseLayer":
-        if d.get("kind", "dense") != "dense":
-            raise QModelError(f"layer kind {d.get('kind')!r} not supported (only 'dense')")
         return cls(
             name=d["name"], weights=np.array(d["weights"], dtype=object).reshape(int(d["n_in"]), int(d["n_out"])) if "n_in" in d else d["weights"],
             weight_format=d["weight_format"], bias=np.array(d["bias"], dtype=object), bias_format=d["bias_format"],
             activation=d.get("activation", "linear"), output_format=d.get("output_format"),
             accum_format=d.get("accum_format"), product_format=d.get("product_format"),
         )
+
+
+@dataclass(frozen=True)
+class AffineLayer:
+    """A per-channel affine map on integer codes (n inputs -> the same n outputs): ``acc_j = in_j * scale_j +
+    offset_j``, exact, then relu if ``activation`` is "relu", then requantization to ``output_format``.
+
+    It is what a folded batch normalisation that cannot go into the previous layer becomes, a requantization by
+    a non-power-of-two scale (Brevitas' float scales: an integer multiplier ``scale_j`` with
+    ``scale_format.frac`` bits of shift, i.e. multiply-and-shift), or a standalone activation (scale 1, offset 0).
+    ``scale_format``/``offset_format`` hold the constants; the accumulator is always the exact format (filled in
+    by QModel; a narrower one is refused). Back-ends may treat it as a dense layer with a diagonal weight matrix
+    (``weights``, ``weight_format``, ``bias``, ``bias_format`` give that view), which is exact by construction."""
+
+    name: str
+    scale: np.ndarray
+    scale_format: FixedFormat
+    offset: np.ndarray
+    offset_format: FixedFormat
+    activation: str = "linear"
+    output_format: FixedFormat | None = None
+    accum_format: FixedFormat | None = None
+    product_format: FixedFormat | None = None
+
+    kind = "affine"
+    requires_exact_accum = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale_format", FixedFormat.parse(self.scale_format))
+        object.__setattr__(self, "offset_format", FixedFormat.parse(self.offset_format))
+        object.__setattr__(self, "output_format", _fmt(self.output_format))
+        object.__setattr__(self, "accum_format", _fmt(self.accum_format))
+        object.__setattr__(self, "product_format", _fmt(self.product_format))
+        sc = _int_array(np.atleast_1d(self.scale), f"layer {self.name}: scale", 1)
+        off = _int_array(np.atleast_1d(self.offset) if self.offset is not None else np.zeros(sc.shape[0], dtype=np.int64),
+                         f"layer {self.name}: offset", 1)
+        if off.shape != sc.shape:
+            raise QModelError(f"layer {self.name}: offset has shape {off.shape}, expected {sc.shape}")
+        for arr, f, what in ((sc, self.scale_format, "scale"), (off, self.offset_format, "offset")):
+            if arr.size and (min(int(v) for v in arr.ravel()) < f.min_code or max(int(v) for v in arr.ravel()) > f.max_code):
+                raise QModelError(f"layer {self.name}: {what} codes out of the range of {f}")
+        if self.activation not in ACTIVATIONS:
+            raise QModelError(f"layer {self.name}: activation {self.activation!r} not supported; use one of {ACTIVATIONS}")
+        object.__setattr__(self, "scale", sc)
+        object.__setattr__(self, "offset", off)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AffineLayer):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def n_in(self) -> int:
+        return int(self.scale.shape[0])
+
+    n_out = n_in
+
+    # the dense view (a diagonal weight matrix): what back-ends without an affine handler of their own read
+    @property
+    def weights(self) -> np.ndarray:
+        w = self.__dict__.get("_diag")
+        if w is None:
+            w = np.zeros((self.n_in, self.n_in), dtype=self.scale.dtype)
+            w[np.arange(self.n_in), np.arange(self.n_in)] = self.scale
+            w.setflags(write=False)
+            self.__dict__["_diag"] = w
+        return w
+
+    @property
+    def weight_format(self) -> FixedFormat:
+        return self.scale_format
+
+    @property
+    def bias(self) -> np.ndarray:
+        return self.offset
+
+    @property
+    def bias_format(self) -> FixedFormat:
+        return self.offset_format
+
+    def exact_frac(self, in_fmt: FixedFormat) -> int:
+        return max(in_fmt.frac + self.scale_format.frac, self.offset_format.frac)
+
+    def accum_bounds(self, in_lo: Sequence[int], in_hi: Sequence[int], in_fmt: FixedFormat) -> dict[str, Any]:
+        """As DenseLayer.accum_bounds, for the diagonal map (one product and the offset per output)."""
+        fa = self.exact_frac(in_fmt)
+        fp = in_fmt.frac + self.scale_format.frac
+        lo_out, hi_out, plo_out, phi_out = [], [], [], []
+        pmin = pmax = 0
+        for j, (s, o) in enumerate(zip(self.scale.tolist(), self.offset.tolist())):
+            a, c = int(s) * int(in_lo[j]), int(s) * int(in_hi[j])
+            pl, ph = min(a, c), max(a, c)
+            pmin, pmax = min(pmin, pl), max(pmax, ph)
+            b = _align(int(o), self.offset_format.frac, fa)
+            lo_out.append(b + _align(pl, fp, fa)), hi_out.append(b + _align(ph, fp, fa))
+            plo_out.append(min(b, 0) + _align(min(pl, 0), fp, fa)), phi_out.append(max(b, 0) + _align(max(ph, 0), fp, fa))
+        return {"frac": fa, "lo": lo_out, "hi": hi_out, "part_lo": plo_out, "part_hi": phi_out, "pmin": pmin, "pmax": pmax}
+
+    def replace(self, **kw: Any) -> "AffineLayer":
+        d = dict(name=self.name, scale=self.scale, scale_format=self.scale_format, offset=self.offset,
+                 offset_format=self.offset_format, activation=self.activation, output_format=self.output_format,
+                 accum_format=self.accum_format, product_format=self.product_format)
+        d.update(kw)
+        return AffineLayer(**d)
+
+    def describe(self) -> str:
+        return f"affine x{self.n_in} (per-channel scale and offset), {self.activation}"
+
+    def to_dict(self) -> dict:
+        s = lambda f: None if f is None else str(f)  # noqa: E731
+        return {"name": self.name, "kind": "affine", "n": self.n_in,
+                "scale_format": str(self.scale_format), "scale": [int(v) for v in self.scale.tolist()],
+                "offset_format": str(self.offset_format), "offset": [int(v) for v in self.offset.tolist()],
+                "product_format": s(self.product_format), "accum_format": s(self.accum_format),
+                "activation": self.activation, "output_format": s(self.output_format)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AffineLayer":
+        return cls(name=d["name"], scale=np.array(d["scale"], dtype=object), scale_format=d["scale_format"],
+                   offset=np.array(d["offset"], dtype=object), offset_format=d["offset_format"],
+                   activation=d.get("activation", "linear"), output_format=d.get("output_format"),
+                   accum_format=d.get("accum_format"), product_format=d.get("product_format"))
+
+
+Layer = DenseLayer | AffineLayer
+# the layer kinds a QModel document may hold: adding an op is one class here plus one handler per back-end
+LAYER_KINDS: Mapping[str, type] = MappingProxyType({"dense": DenseLayer, "affine": AffineLayer})
+
+
+def layer_from_dict(d: Mapping[str, Any]) -> Layer:
+    kind = d.get("kind", "dense")
+    cls = LAYER_KINDS.get(kind)
+    if cls is None:
+        raise QModelError(f"layer {d.get('name')!r}: kind {kind!r} not supported (known: {', '.join(LAYER_KINDS)})")
+    return cls.from_dict(d)
 
 
 @dataclass(frozen=True)
@@ -366,7 +529,7 @@ class QModel:
 
     input: InputSpec
     input_quantizer: FixedFormat
-    layers: tuple[DenseLayer, ...]
+    layers: tuple[Layer, ...]
     score: ScoreSpec | None = None
     thresholds: tuple[int, ...] = ()
     name: str = "qmodel"
@@ -395,6 +558,9 @@ class QModel:
         new_layers = []
         names: set[str] = set()
         for L in self.layers:
+            if not isinstance(L, tuple(LAYER_KINDS.values())):
+                raise QModelError(f"layers must be layer ops ({', '.join(c.__name__ for c in LAYER_KINDS.values())}), "
+                                  f"got {type(L).__name__}")
             if L.name in names or L.name.startswith("score") or L.name in ("input", "scaled", "xq"):
                 raise QModelError(f"layer name {L.name!r} is duplicated or reserved")
             names.add(L.name)
@@ -407,9 +573,12 @@ class QModel:
             if L.product_format is not None and L.product_format != prod:
                 raise QModelError(f"layer {L.name}: stored product_format {L.product_format} differs from derived {prod}")
             acc = L.accum_format or exact_acc
+            if L.requires_exact_accum and not _holds(acc, ab["part_lo"], ab["part_hi"], ab["frac"]):
+                raise QModelError(f"layer {L.name} ({L.kind}): accumulator {acc} does not hold the exact values; "
+                                  f"it needs {exact_acc} (or leave accum_format unset)")
             out = L.output_format or acc
             lo, hi = _layer_out_bounds(L, ab, acc, out)
-            new_layers.append(_replace_layer(L, accum_format=acc, product_format=prod, output_format=out))
+            new_layers.append(L.replace(accum_format=acc, product_format=prod, output_format=out))
             fmt = out
         object.__setattr__(self, "layers", tuple(new_layers))
         if self.score is not None:
@@ -619,14 +788,16 @@ class QModel:
     def from_dict(cls, d: Mapping[str, Any]) -> "QModel":
         if not isinstance(d, Mapping):
             raise QModelError(f"not a QModel document: expected a mapping, got {type(d).__name__}")
-        if d.get("schema") != SCHEMA:
-            raise QModelError(f"not a QModel document: schema {d.get('schema')!r}, expected {SCHEMA!r}")
+        if d.get("schema") not in SCHEMAS_READ:
+            raise QModelError(f"not a QModel document: schema {d.get('schema')!r}, expected one of {list(SCHEMAS_READ)}")
+        if d.get("schema") == "l1ad.qmodel/1" and any(L.get("kind", "dense") != "dense" for L in d.get("layers", ())):
+            raise QModelError("a l1ad.qmodel/1 document holds dense layers only")
         try:
             inp = d["input"]
             return cls(
                 input=InputSpec(inp["format"], np.array(inp["offset"], dtype=object), np.array(inp["shift"], dtype=object)),
                 input_quantizer=d["input_quantizer"],
-                layers=[DenseLayer.from_dict(L) for L in d["layers"]],
+                layers=[layer_from_dict(L) for L in d["layers"]],
                 score=None if d.get("score") is None else ScoreSpec.from_dict(d["score"]),
                 thresholds=tuple(d.get("thresholds", ())),
                 name=d.get("name", "qmodel"),
@@ -732,10 +903,3 @@ def _layer_out_bounds(L: DenseLayer, ab: Mapping[str, Any], acc: FixedFormat, ou
     if L.activation == "relu":
         a_lo, a_hi = [max(0, v) for v in a_lo], [max(0, v) for v in a_hi]
     return _rq_bounds(a_lo, a_hi, acc, out)
-
-
-def _replace_layer(L: DenseLayer, **kw: Any) -> DenseLayer:
-    d = dict(name=L.name, weights=L.weights, weight_format=L.weight_format, bias=L.bias, bias_format=L.bias_format,
-             activation=L.activation, output_format=L.output_format, accum_format=L.accum_format, product_format=L.product_format)
-    d.update(kw)
-    return DenseLayer(**d)

@@ -488,6 +488,15 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
     return design
 
 
+# per IR layer kind, the block that implements it. An affine layer (per-channel multiply-and-shift, folded batch
+# normalisation) is the dense block on its diagonal view: each output gets one constant product and its offset, the
+# CSD shift-adds (or one multiplier) of that single term; zero weights produce no logic.
+_LAYER_BLOCKS = {
+    "dense": lambda *a: _dense_block(*a),
+    "affine": lambda *a: _dense_block(*a),
+}
+
+
 def _generate(qm: Any, cfg: VerilogConfig, planner: Planner | None) -> Design:
     top = cfg.top
     blocks: list[Block] = []
@@ -502,7 +511,10 @@ def _generate(qm: Any, cfg: VerilogConfig, planner: Planner | None) -> Design:
         if bn in used or bn == f"{top}_input" or bn == f"{top}_score" or bn == f"{top}_delay":
             bn = f"{top}_layer{li}"
         used.add(bn)
-        b = _dense_block(qm, li, fmt, lo, hi, cfg, bn, carry, planner)
+        handler = _LAYER_BLOCKS.get(L.kind)
+        if handler is None:
+            raise ValueError(f"layer {L.name}: the Verilog generator has no handler for layer kind {L.kind!r}")
+        b = handler(qm, li, fmt, lo, hi, cfg, bn, carry, planner)
         carry = b.extra["depth_out"]
         layer_blocks.append(b)
         fmt, lo, hi = L.output_format, b.out_lo, b.out_hi
