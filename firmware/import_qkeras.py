@@ -3,9 +3,12 @@
 Supported graphs: a chain (each layer has one input) from the model input to the chosen output layer, made of
     InputLayer, QActivation(quantized_bits | quantized_relu | "relu" | "linear"), QDense (kernel and bias
     quantizers quantized_bits with alpha None/1 or "auto_po2"; activation linear / relu / quantized_relu /
-    quantized_bits), Activation("linear"|"relu"), Dropout (inference identity), Flatten of a flat input.
-The chain is: [input quantizer] (QDense [activation quantizer])* [output quantizer]. Anything else raises
-QKerasImportError naming the layer.
+    quantized_bits), Activation("linear"|"relu"), Dropout (inference identity), Flatten of a flat input,
+    BatchNormalization (an exact per-channel affine op x * inv + off with Keras' own float32 constants; refused,
+    naming the layer and the bits, when float32 cannot compute it exactly: ``quantize_batchnorm(model)`` returns a
+    copy with rounded constants that imports exactly), a trailing softmax with ``softmax="drop"``.
+The chain is: [input quantizer] ((QDense | BatchNormalization) [activation quantizer])* [output quantizer].
+Anything else raises QKerasImportError naming the layer.
 
 QKeras quantizer semantics (qkeras 0.9.0, read from its source):
     quantized_bits(b, i, symmetric=s, keep_negative=True, alpha=1):  xq = clip(tf.round(x * 2**(b-1-i)),
@@ -27,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .fixed import FixedFormat, quantize_float
-from .ir import DenseLayer, InputSpec, QModel, QModelError
+from .ir import AffineLayer, DenseLayer, InputSpec, QModel, QModelError
 
 F32_BITS = 24
 
@@ -286,8 +289,9 @@ def import_qkeras(
             else:
                 b_codes, b_fmt = np.zeros(kernel.shape[1], dtype=np.int64), FixedFormat(2, 2, True)
             kind, q = _activation_kind(layer.activation, where=where)
-            entry = {"name": layer.name, "weights": w_codes, "weight_format": w_fmt, "bias": b_codes, "bias_format": b_fmt,
-                     "activation": "linear", "output_format": None, "keras": layer}
+            entry = {"kind": "dense", "name": layer.name, "weights": w_codes, "weight_format": w_fmt, "bias": b_codes,
+                     "bias_format": b_fmt, "activation": "linear", "output_format": None, "keras": layer,
+                     "n_out": int(kernel.shape[1])}
             layers.append(entry)
             layer_names.append(layer.name)
             _apply_activation(entry, kind, q, where, warnings, layer)
@@ -324,12 +328,16 @@ def import_qkeras(
                 continue
             _apply_activation(layers[-1], kind, q, where, warnings, layer)
             continue
-        if cls in ("BatchNormalization", "QBatchNormalization", "QDenseBatchnorm"):
+        if cls == "BatchNormalization":
+            n_ch = layers[-1]["n_out"] if layers else n_in
+            layers.append(_batchnorm_entry(layer, where, n_ch))
+            layer_names.append(layer.name)
+            continue
+        if cls in ("QBatchNormalization", "QDenseBatchnorm"):
             raise QKerasImportError(
-                f"{where}: batch normalisation is not imported: Keras applies it in float32 after the quantized dense "
-                "((acc - mean) / sqrt(var + eps) * gamma + beta), whose values lie on no fixed-point grid, so no "
-                "fixed-point IR equals predict(); fold it into the preceding QDense (new quantized kernel and bias) "
-                "before import: l1ad does not fold batch normalisation yet")
+                f"{where}: {cls} is not imported (its quantized-parameter arithmetic is not modelled); use a plain "
+                "BatchNormalization (imported as an exact per-channel affine op; l1ad.firmware.import_qkeras."
+                "quantize_batchnorm rounds its constants when float32 cannot be exact)")
         if cls == "Dense":
             raise QKerasImportError(f"{where}: an unquantized Dense is not supported: float weights (use QDense with kernel and bias "
                                     "quantizers)")
@@ -349,10 +357,10 @@ def import_qkeras(
     unknown = set(accum_formats) - set(layer_names)
     if unknown:
         raise QKerasImportError(f"accum_formats names unknown layers {sorted(unknown)}; layers: {layer_names}")
-    ir_layers = [DenseLayer(name=e["name"], weights=e["weights"], weight_format=e["weight_format"], bias=e["bias"],
-                            bias_format=e["bias_format"], activation=e["activation"], output_format=e["output_format"],
-                            accum_format=accum_formats.get(e["name"]))
-                 for e in layers]
+    bad = [k for k in accum_formats if any(e["name"] == k and e["kind"] == "affine" for e in layers)]
+    if bad:
+        raise QKerasImportError(f"accum_formats: {bad} are batch normalisations, whose accumulator is always exact")
+    ir_layers = [_ir_layer(e, accum_formats) for e in layers]
     # score block
     from .import_qonnx import make_score
 
@@ -365,8 +373,143 @@ def import_qkeras(
             "input_shape": dims}
     qm = QModel(input=inp, input_quantizer=input_quant, layers=ir_layers, score=sc, thresholds=tuple(int(t) for t in thr),
                 name=name or str(getattr(model, "name", "qkeras_model")), warnings=(), meta=meta)
+    _check_batchnorm_float32(qm)
     warnings.extend(_float32_warnings(qm, [e.get("ste") for e in layers]))
     return qm.with_warnings(warnings)
+
+
+def _ir_layer(e: dict, accum_formats: Mapping[str, str]) -> DenseLayer | AffineLayer:
+    if e["kind"] == "affine":
+        return AffineLayer(name=e["name"], scale=e["scale"], scale_format=e["scale_format"], offset=e["offset"],
+                           offset_format=e["offset_format"], activation=e["activation"], output_format=e["output_format"])
+    return DenseLayer(name=e["name"], weights=e["weights"], weight_format=e["weight_format"], bias=e["bias"],
+                      bias_format=e["bias_format"], activation=e["activation"], output_format=e["output_format"],
+                      accum_format=accum_formats.get(e["name"]))
+
+
+def _dyadic_codes(vals: np.ndarray, *, where: str, what: str) -> tuple[np.ndarray, FixedFormat]:
+    """Float32 values -> (integer codes, the narrowest fixed format holding every one exactly)."""
+    from fractions import Fraction
+
+    fr = [Fraction(float(v)) for v in np.asarray(vals, dtype=np.float32).ravel()]
+    if not all(math.isfinite(float(v)) for v in np.asarray(vals, dtype=np.float32).ravel()):
+        raise QKerasImportError(f"{where}: {what} has non-finite values")
+    frac = max((f.denominator.bit_length() - 1 for f in fr), default=0)
+    codes = [int(f * (1 << frac)) if frac >= 0 else int(f) for f in fr]
+    # drop trailing zero bits common to all codes (negative frac: a coarser grid)
+    while codes and all(c % 2 == 0 for c in codes) and any(codes) and frac > -64:
+        codes = [c // 2 for c in codes]
+        frac -= 1
+    if not any(codes):
+        frac = 0
+    return np.array(codes, dtype=object), FixedFormat.covering(min(codes + [0]), max(codes + [0]), frac)
+
+
+def batchnorm_constants(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(inv, off) in float32 exactly as Keras' inference computes BatchNormalization on a 2-d input:
+    tf.nn.batch_normalization gives x * inv + off with inv = rsqrt(var + eps) * gamma, off = beta - mean * inv."""
+    import tensorflow as tf
+
+    var = tf.constant(np.asarray(layer.moving_variance.numpy(), dtype=np.float32))
+    mean = tf.constant(np.asarray(layer.moving_mean.numpy(), dtype=np.float32))
+    inv = tf.math.rsqrt(var + layer.epsilon)
+    if layer.scale:
+        inv = inv * tf.constant(np.asarray(layer.gamma.numpy(), dtype=np.float32))
+    off = -mean * inv
+    if layer.center:
+        off = tf.constant(np.asarray(layer.beta.numpy(), dtype=np.float32)) - mean * inv
+    return np.asarray(inv.numpy(), dtype=np.float32), np.asarray(off.numpy(), dtype=np.float32)
+
+
+def _batchnorm_entry(layer: Any, where: str, n: int) -> dict:
+    axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+    if axis not in (-1, 1):
+        raise QKerasImportError(f"{where}: batch normalisation over axis {layer.axis} is not supported (only the feature axis)")
+    inv, off = batchnorm_constants(layer)
+    if inv.shape != (n,):
+        raise QKerasImportError(f"{where}: {inv.shape[0]} channels, but the previous tensor has {n} features")
+    s_codes, s_fmt = _dyadic_codes(inv, where=where, what="the scale gamma / sqrt(var + eps)")
+    o_codes, o_fmt = _dyadic_codes(off, where=where, what="the offset beta - mean * scale")
+    return {"kind": "affine", "name": layer.name, "scale": s_codes, "scale_format": s_fmt, "offset": o_codes,
+            "offset_format": o_fmt, "activation": "linear", "output_format": None, "keras": layer, "n_out": n}
+
+
+def _check_batchnorm_float32(qm: QModel) -> None:
+    """A batch normalisation is exact in Keras' float32 forward pass (and so predict() equals the IR) only when
+    every product x * inv and every sum with the offset fits float32's 24 significant bits; else refuse, naming
+    the layer and the bits it needs."""
+    b = qm.tensor_bounds()
+    in_fmt = qm.input_quantizer
+    for L in qm.layers:
+        prev_fmt, in_fmt = in_fmt, L.output_format
+        if L.kind != "affine":
+            continue
+        lo, hi = b[f"{L.name}.part"]
+        fa = L.exact_frac(prev_fmt)
+        bits = 0
+        for j in range(L.n_in):  # per channel: every value is a multiple of its own finest LSB
+            fj = max(prev_fmt.frac + L.scale_format.frac - _tz(int(L.scale[j])),
+                     L.offset_format.frac - _tz(int(L.offset[j])) if int(L.offset[j]) else -10**6)
+            m = max(abs(lo[j]), abs(hi[j]))
+            bits = max(bits, (m >> max(0, fa - fj)).bit_length())
+        if bits > F32_BITS:
+            sig = max((abs(int(v)) >> _tz(int(v))).bit_length() for v in L.scale.tolist())
+            suggest = max(1, min(sig, 12) - (bits - F32_BITS))
+            raise QKerasImportError(
+                f"layer {L.name!r} (BatchNormalization): folded exactly it is x * scale + offset with scale {L.scale_format} "
+                f"and offset {L.offset_format}; its values need {bits} significant bits, more than float32's {F32_BITS}, so "
+                f"Keras' predict() rounds them and no fixed-point design equals it. Round its constants first: "
+                f"model = l1ad.firmware.import_qkeras.quantize_batchnorm(model, scale_bits={suggest}) (returns a copy "
+                f"whose predict() uses the rounded constants), then import that model")
+
+
+def _tz(v: int) -> int:
+    """Trailing zero bits of a nonzero integer (0 for 0)."""
+    return (v & -v).bit_length() - 1 if v else 0
+
+
+def quantize_batchnorm(model: Any, *, scale_bits: int = 8, offset_bits: int = 12) -> Any:
+    """A copy of a Keras model whose BatchNormalization layers compute x * s + o with each channel's s rounded to
+    `scale_bits` significant bits and o to `offset_bits` bits below the layer's largest |o|, written back as
+    gamma = s, beta = o, mean = 0, var = 1 - eps (so Keras computes exactly x * s + o and the import is exact).
+    The layers' other weights are copied unchanged; compare the copy's predict() with the original's to see
+    what the rounding costs."""
+    import tensorflow as tf
+
+    if scale_bits < 1 or scale_bits > 23:
+        raise QKerasImportError(f"scale_bits must be in [1, 23], got {scale_bits}")
+    from qkeras.utils import _add_supported_quantized_objects
+
+    co: dict = {}
+    _add_supported_quantized_objects(co)
+    clone = tf.keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for layer in clone.layers:
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        if not (layer.scale and layer.center):
+            raise QKerasImportError(f"layer {layer.name!r}: quantize_batchnorm needs scale=True and center=True")
+        inv, off = batchnorm_constants(layer)
+        e = np.floor(np.log2(np.maximum(np.abs(inv.astype(np.float64)), 1e-30)))
+        step = 2.0 ** (e - (scale_bits - 1))
+        s = (np.round(inv / step) * step).astype(np.float32)
+        top = float(np.abs(off.astype(np.float64)).max())
+        ostep = 2.0 ** (np.floor(np.log2(top)) - (offset_bits - 1)) if top > 0 else 1.0
+        o = (np.round(off.astype(np.float64) / ostep) * ostep).astype(np.float32)
+        eps32 = np.float32(layer.epsilon)
+        var = np.float32(1.0) - eps32
+        for _ in range(16):  # var + eps must be exactly 1 in float32, so that rsqrt gives 1 and inv = gamma
+            t = float((tf.constant(var) + layer.epsilon).numpy())
+            if t == 1.0:
+                break
+            var = np.nextafter(var, np.float32(0.0) if t > 1.0 else np.float32(2.0))
+        else:  # pragma: no cover
+            raise QKerasImportError(f"layer {layer.name!r}: cannot make var + eps exactly 1 in float32")
+        layer.gamma.assign(s)
+        layer.beta.assign(o)
+        layer.moving_mean.assign(np.zeros_like(s))
+        layer.moving_variance.assign(np.full_like(s, var))
+    return clone
 
 
 def _is_softmax(layer: Any) -> bool:
@@ -417,7 +560,7 @@ def _float32_warnings(qm: QModel, ste: list[Any]) -> list[str]:
         fa = L.exact_frac(in_fmt)
         m = max(max(abs(v) for v in part_lo), max(abs(v) for v in part_hi))
         bits = m.bit_length()
-        if bits > F32_BITS:
+        if bits > F32_BITS and L.kind == "dense":  # (affine: checked per channel, exactly, by _check_batchnorm_float32)
             out.append(f"layer {L.name!r}: partial sums need {bits} significant bits > {F32_BITS}: TensorFlow's float32 "
                        f"dot/bias_add can round them, so QKeras predict may differ from fixed point after the next quantizer")
         if st is not None and not (st["relu"] and st["clip"]):
