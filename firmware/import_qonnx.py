@@ -23,13 +23,15 @@ float32 as well. ``compare_brevitas`` and ``compare_qonnx`` measure the agreemen
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .fixed import FixedFormat
-from .ir import DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
+from .ir import AffineLayer, DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
+from .requant import multiply_shift
 
 #: float32 significand: integers below 2**24 (times any power of two) are exact
 FLOAT32_EXACT_BITS = 24
@@ -90,8 +92,50 @@ def _const(mw, tensor: str, node, what: str) -> np.ndarray:
     return np.asarray(v)
 
 
+def quant_spec(mw, node) -> tuple[FixedFormat, np.ndarray | None]:
+    """(format, scale) of one QONNX Quant node. A per-tensor power-of-two scale is a plain fixed-point format and
+    scale None; any other positive scale (float, per-tensor or per-channel: Brevitas' defaults) gives the integer
+    format of the codes (``ap_int<b>`` / ``ap_uint<b>``, its rounding and saturation) and the float64 scale array
+    (exactly the float32 values): the real value is code * scale."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    if node.op_type != "Quant":
+        raise QonnxImportError(f"node {node.name}: expected a Quant node, got {node.op_type}")
+    scale = np.asarray(_const(mw, node.input[1], node, "scale"), dtype=np.float32)
+    s0 = float(scale.ravel()[0])
+    if scale.size == 1 or np.all(scale == scale.ravel()[0]):
+        m, _ = math.frexp(s0)
+        if s0 > 0 and m == 0.5:
+            return quant_format(mw, node), None
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise QonnxImportError(f"node {node.name} (Quant): scales must be positive and finite, got {scale.ravel()[:4]}")
+    op = getCustomOp(node)
+    signed, narrow = bool(op.get_nodeattr("signed")), bool(op.get_nodeattr("narrow"))
+    mode = str(op.get_nodeattr("rounding_mode")).upper()
+    zp = _const(mw, node.input[2], node, "zero point")
+    bw = _const(mw, node.input[3], node, "bit width")
+    _check_quant_attrs(node, zp, bw, mode, signed, narrow)
+    b = int(bw.ravel()[0])
+    return FixedFormat(b, b if signed else b, signed, ROUNDING[mode], "SAT_SYM" if narrow else "SAT"), scale.astype(np.float64)
+
+
+def _check_quant_attrs(node, zp: np.ndarray, bw: np.ndarray, mode: str, signed: bool, narrow: bool) -> None:
+    if np.any(zp != 0):
+        raise QonnxImportError(f"node {node.name} (Quant): non-zero zero point {zp.ravel()[:4]}; fixed point needs 0")
+    if bw.size != 1 or float(bw.ravel()[0]) != int(bw.ravel()[0]) or int(bw.ravel()[0]) < 1:
+        raise QonnxImportError(f"node {node.name} (Quant): bit width {bw.ravel()} is not one positive integer")
+    if mode not in ROUNDING:
+        raise QonnxImportError(f"node {node.name} (Quant): rounding mode {mode} has no ap_fixed equivalent "
+                               f"(supported: {', '.join(ROUNDING)})")
+    if int(bw.ravel()[0]) == 1 and signed:
+        raise QonnxImportError(f"node {node.name} (Quant): 1-bit signed (bipolar) quantizers are not supported")
+    if narrow and not signed:
+        raise QonnxImportError(f"node {node.name} (Quant): unsigned narrow range [0, 2**b - 2] is not an ap_fixed range")
+
+
 def quant_format(mw, node) -> FixedFormat:
-    """The fixed-point format of one QONNX Quant node (see module doc); raises QonnxImportError otherwise."""
+    """The fixed-point format of one QONNX Quant node with a power-of-two per-tensor scale; raises
+    QonnxImportError otherwise (``quant_spec`` takes any scale)."""
     from qonnx.custom_op.registry import getCustomOp
 
     if node.op_type != "Quant":
@@ -152,17 +196,42 @@ def _quantized_const(mw, node, what: str, layer: str) -> tuple[np.ndarray, Fixed
     return codes, fmt
 
 
-def _const_operand(mw, tensor: str, what: str, layer: str) -> tuple[np.ndarray, FixedFormat]:
+def _scaled_const(mw, node, what: str, layer: str) -> tuple[np.ndarray, FixedFormat, np.ndarray | None]:
+    """(codes, format, scale or None) of a constant through a Quant node of any scale; the codes are what QONNX /
+    Brevitas compute in float32: clip(round(w / s)) (the real constant is codes * scale)."""
+    fmt, scale = quant_spec(mw, node)
+    if scale is None:
+        codes, fmt = _quantized_const(mw, node, what, layer)
+        return codes, fmt, None
+    w = mw.get_initializer(node.input[0])
+    if w is None:
+        raise QonnxImportError(f"layer {layer}: the {what} is not a constant tensor")
+    w32 = np.asarray(w, dtype=np.float32)
+    t = w32 / np.asarray(scale, dtype=np.float32).reshape(scale.shape)  # float32, as the framework divides
+    r = {"RND_CONV": np.rint, "TRN": np.floor, "TRN_ZERO": np.trunc}.get(fmt.rounding)
+    if r is None:
+        r = (lambda v: np.floor(v.astype(np.float64) + 0.5)) if fmt.rounding == "RND" else (
+            lambda v: np.sign(v) * np.floor(np.abs(v.astype(np.float64)) + (0.5 if fmt.rounding == "RND_INF" else 0.4999999)))
+    lo = fmt.min_code + (1 if fmt.overflow == "SAT_SYM" else 0)
+    codes = np.clip(r(t).astype(np.float64), lo, fmt.max_code).astype(np.int64)
+    return codes, fmt, np.broadcast_to(scale, w32.shape) if scale.size > 1 else scale.reshape(())
+
+
+def _const_operand(mw, tensor: str, what: str, layer: str) -> tuple[np.ndarray, FixedFormat, np.ndarray | None]:
+    """(codes, format, scale or None) of a weight or bias; a float bias (Brevitas' default: no bias quantizer)
+    comes back as its float32 values with format None (it is exact: a float32 is a dyadic number)."""
     prod = mw.find_producer(tensor)
     if prod is None:
-        if mw.get_initializer(tensor) is not None:
+        init = mw.get_initializer(tensor)
+        if init is not None:
+            if what == "bias":
+                return np.asarray(init, dtype=np.float32), None, None
             raise QonnxImportError(f"layer {layer}: the {what} is not quantized (a float constant); give the layer a "
-                                   f"fixed-point {what} quantizer (e.g. Int8{'Weight' if what == 'weight' else 'Bias'}"
-                                   f"PerTensorFixedPoint{'' if what == 'weight' else 'InternalScaling'})")
+                                   f"{what} quantizer (e.g. Int8WeightPerTensorFloat or Int8WeightPerTensorFixedPoint)")
         raise QonnxImportError(f"layer {layer}: the {what} is a graph input, not a constant")
     if prod.op_type != "Quant":
         raise QonnxImportError(f"layer {layer}: the {what} comes from node {prod.name} ({prod.op_type}), expected a Quant node")
-    return _quantized_const(mw, prod, what, layer)
+    return _scaled_const(mw, prod, what, layer)
 
 
 def _single_consumer(mw, tensor: str):
@@ -174,8 +243,10 @@ def _single_consumer(mw, tensor: str):
 
 
 # ---------------------------------------------------------------------------------------------- graph walk
-def _walk(mw, names: Sequence[str]) -> tuple[FixedFormat, list[DenseLayer]]:
-    """The input quantizer and the dense layers of a chain-shaped QONNX graph."""
+def _walk(mw, names: Sequence[str]) -> tuple[tuple[FixedFormat, np.ndarray | None], list[dict]]:
+    """The input quantizer (format, scale) and the layers of a chain-shaped QONNX graph, as stages: weight codes
+    (n_in, n_out) with format and per-output scale (or None), the bias (codes/format/scale, float values, or
+    None), relu, and the output quantizer (format, scale) or None."""
     g = mw.graph
     if len(g.input) != 1 or len(g.output) != 1:
         raise QonnxImportError(f"expected one graph input and one output, got {len(g.input)} and {len(g.output)}")
@@ -184,15 +255,19 @@ def _walk(mw, names: Sequence[str]) -> tuple[FixedFormat, list[DenseLayer]]:
     if node is None or node.op_type != "Quant":
         raise QonnxImportError("the graph input must go through a Quant node first (the network's input quantizer), got "
                                + ("nothing" if node is None else f"{node.name} ({node.op_type})"))
-    in_q = quant_format(mw, node)
+    in_q = quant_spec(mw, node)
+    if in_q[1] is not None and in_q[1].size > 1:
+        raise QonnxImportError(f"node {node.name} (Quant): per-channel input scales are not supported (one scale for the "
+                               f"input tensor)")
     t = node.output[0]
-    layers: list[DenseLayer] = []
+    stages: list[dict] = []
     while t != out_name:
         node = _single_consumer(mw, t)
         if node is None:
             break
-        idx = len(layers)
+        idx = len(stages)
         lname = names[idx] if idx < len(names) and names[idx] else f"dense_{idx + 1}"
+        bias = None
         if node.op_type == "Gemm":
             attrs = {a.name: a for a in node.attribute}
             import onnx
@@ -202,49 +277,155 @@ def _walk(mw, names: Sequence[str]) -> tuple[FixedFormat, list[DenseLayer]]:
                 raise QonnxImportError(f"node {node.name} (Gemm): alpha/beta must be 1 and transA 0")
             if node.input[0] != t:
                 raise QonnxImportError(f"node {node.name} (Gemm): the activation must be the first operand")
-            w, wf = _const_operand(mw, node.input[1], "weight", lname)
+            w, wf, ws = _const_operand(mw, node.input[1], "weight", lname)
             if get("transB", 0):
                 w = w.T
+                ws = None if ws is None else (ws.T if ws.ndim == 2 else ws)
             if len(node.input) > 2 and node.input[2]:
-                b, bf = _const_operand(mw, node.input[2], "bias", lname)
-            else:
-                b, bf = np.zeros(w.shape[1], dtype=np.int64), FixedFormat(1, 1, True)
+                bias = _const_operand(mw, node.input[2], "bias", lname)
             t = node.output[0]
         elif node.op_type == "MatMul":
             if node.input[0] != t:
                 raise QonnxImportError(f"node {node.name} (MatMul): the activation must be the first operand")
-            w, wf = _const_operand(mw, node.input[1], "weight", lname)
+            w, wf, ws = _const_operand(mw, node.input[1], "weight", lname)
             t = node.output[0]
             nxt = _single_consumer(mw, t)
             if nxt is not None and nxt.op_type == "Add":
                 other = nxt.input[1] if nxt.input[0] == t else nxt.input[0]
-                b, bf = _const_operand(mw, other, "bias", lname)
+                bias = _const_operand(mw, other, "bias", lname)
                 t = nxt.output[0]
-            else:
-                b, bf = np.zeros(w.shape[1], dtype=np.int64), FixedFormat(1, 1, True)
         else:
             raise QonnxImportError(f"node {node.name} ({node.op_type}) is not supported: the importer takes a chain of "
                                    f"Quant -> Gemm/MatMul(+Add) -> [Relu] -> Quant layers")
         if w.ndim != 2:
             raise QonnxImportError(f"layer {lname}: weight has shape {w.shape}, expected a matrix")
-        b = np.asarray(b).reshape(-1)
-        if b.shape[0] != w.shape[1]:
-            raise QonnxImportError(f"layer {lname}: bias has {b.shape[0]} values for {w.shape[1]} outputs")
-        act, out_fmt = "linear", None
+        w_scale = None
+        if ws is not None:
+            ws = np.asarray(ws, dtype=np.float64)
+            if ws.ndim == 0:
+                w_scale = np.full(w.shape[1], float(ws))
+            else:
+                if not np.all(ws == ws[:1, :]):
+                    raise QonnxImportError(f"layer {lname}: weight scales vary along the input axis; only per-tensor or "
+                                           f"per-output-channel scales are supported")
+                w_scale = ws[0, :].copy()
+        if bias is not None:
+            bias = (np.asarray(bias[0]).reshape(-1), bias[1],
+                    None if bias[2] is None else np.broadcast_to(np.asarray(bias[2], dtype=np.float64).reshape(-1), (w.shape[1],)))
+            if bias[0].shape[0] != w.shape[1]:
+                raise QonnxImportError(f"layer {lname}: bias has {bias[0].shape[0]} values for {w.shape[1]} outputs")
+        relu, out_q = False, None
         nxt = _single_consumer(mw, t) if t != out_name else None
         if nxt is not None and nxt.op_type == "Relu":
-            act, t = "relu", nxt.output[0]
+            relu, t = True, nxt.output[0]
             nxt = _single_consumer(mw, t) if t != out_name else None
         if nxt is not None and nxt.op_type == "Quant":
-            out_fmt, t = quant_format(mw, nxt), nxt.output[0]
+            out_q, t = quant_spec(mw, nxt), nxt.output[0]
+            if out_q[1] is not None and out_q[1].size > 1 and not np.all(out_q[1] == out_q[1].ravel()[0]):
+                raise QonnxImportError(f"node {nxt.name} (Quant): per-channel activation scales are not supported")
+            if out_q[1] is not None:
+                out_q = (out_q[0], np.asarray(out_q[1]).ravel()[:1].reshape(()))
         elif nxt is not None and nxt.op_type not in ("Gemm", "MatMul"):
             raise QonnxImportError(f"node {nxt.name} ({nxt.op_type}) after layer {lname} is not supported "
                                    f"(expected Relu, Quant or the next layer)")
-        layers.append(DenseLayer(name=lname, weights=w, weight_format=wf, bias=b, bias_format=bf,
-                                 activation=act, output_format=out_fmt))
-    if not layers:
+        stages.append({"name": lname, "w": np.asarray(w), "wf": wf, "w_scale": w_scale, "bias": bias, "relu": relu,
+                       "out": out_q})
+    if not stages:
         raise QonnxImportError("the graph has no dense (Gemm/MatMul) layer")
-    return in_q, layers
+    return in_q, stages
+
+
+def _fr(v: float) -> Fraction:
+    return Fraction(float(v))
+
+
+def _affine_requant(name: str, lo: Sequence[int], hi: Sequence[int], fa: int, S: Sequence[Fraction],
+                    O: Sequence[Fraction], out_fmt: FixedFormat | None, relu: bool, notes: list[str]) -> AffineLayer:
+    """An affine op computing out = rq(relu?(acc * S_j + O_j)) for the input accumulator codes in [lo_j, hi_j]
+    (at frac fa): exact constants when S and O are dyadic (and always without an output format), else the
+    multiply-and-shift proven exact over the range (firmware.requant)."""
+    if out_fmt is None:  # no output quantizer: S and O are dyadic (float products), the exact accumulator is the output
+        fs = max(0, max(max(x.denominator.bit_length() - 1 for x in S), 0))
+        fo = max(0, max(x.denominator.bit_length() - 1 for x in O))
+        sc = [int(x * (1 << fs)) for x in S]
+        of = [int(x * (1 << fo)) for x in O]
+        return AffineLayer(name, np.array(sc, dtype=object), FixedFormat.covering(min(sc + [0]), max(sc + [0]), fs - fa + fa),
+                           np.array(of, dtype=object), FixedFormat.covering(min(of + [0]), max(of + [0]), fo),
+                           "relu" if relu else "linear", None)
+    fo = out_fmt.frac
+    res = [multiply_shift(Sj * Fraction(2) ** (fo - fa), Oj * Fraction(2) ** fo, int(a), int(b), out_fmt.rounding)
+           for Sj, Oj, a, b in zip(S, O, lo, hi)]
+    K = max(r[2] for r in res)
+    m = [r[0] << (K - r[2]) for r in res]
+    n = [r[1] << (K - r[2]) for r in res]
+    ties = sum(r[3] for r in res)
+    if ties:
+        notes.append(f"layer {name}: up to {ties} reachable accumulator value(s) fall exactly on a rounding tie of "
+                     f"{out_fmt.rounding}; the multiply-and-shift rounds them up (the exact rule may round some down)")
+    return AffineLayer(name, np.array(m, dtype=object), FixedFormat.covering(min(m + [0]), max(m + [0]), K + fo - fa),
+                       np.array(n, dtype=object), FixedFormat.covering(min(n + [0]), max(n + [0]), K + fo),
+                       "relu" if relu else "linear", out_fmt)
+
+
+def _build(inp: InputSpec, in_q: tuple[FixedFormat, np.ndarray | None], stages: list[dict],
+           accum_formats: Mapping[str, str]) -> tuple[FixedFormat, list, Fraction | None, list[str]]:
+    """(input quantizer, IR layers, the output's real scale (None: the IR value is the real value), notes).
+    Power-of-two everywhere: one dense op per layer, as the framework's fixed point. Any float scale or float
+    bias: a dense op on the integer codes (exact accumulator) then an affine op with the real factors."""
+    notes: list[str] = []
+    layers: list = []
+
+    def bounds(name: str) -> tuple[list[int], list[int]]:
+        qm = QModel(input=inp, input_quantizer=iq, layers=layers)
+        return qm.tensor_bounds()[name]
+
+    fmt, sigma = in_q
+    if sigma is None:
+        iq = fmt
+        in_fmt = fmt
+    else:  # input quantizer with a float scale: the scaled input exactly, then code = rq(x / s)
+        iq = inp.scaled_format()
+        lo, hi = inp.scaled_bounds()
+        s_in = _fr(float(sigma))
+        layers.append(_affine_requant("input_quant", lo, hi, iq.frac, [1 / s_in] * inp.n, [Fraction(0)] * inp.n, fmt,
+                                      False, notes))
+        in_fmt = fmt
+    sig = None if sigma is None else _fr(float(sigma))
+    for st in stages:
+        nm, w, wf, ws, b, relu, out = st["name"], st["w"], st["wf"], st["w_scale"], st["bias"], st["relu"], st["out"]
+        plain = sig is None and ws is None and (b is None or (b[1] is not None and b[2] is None)) and (out is None or out[1] is None)
+        if plain:
+            bc, bf = (b[0], b[1]) if b is not None else (np.zeros(w.shape[1], dtype=np.int64), FixedFormat(1, 1, True))
+            layers.append(DenseLayer(name=nm, weights=w, weight_format=wf, bias=bc, bias_format=bf,
+                                     activation="relu" if relu else "linear", output_format=None if out is None else out[0],
+                                     accum_format=accum_formats.get(nm)))
+            in_fmt = layers[-1].output_format or in_fmt
+            continue
+        if nm in accum_formats:
+            raise QonnxImportError(f"accum_formats: layer {nm} has float scales; its accumulator is always exact")
+        mm = f"{nm}_mm"
+        layers.append(DenseLayer(name=mm, weights=w, weight_format=wf, bias=np.zeros(w.shape[1], dtype=np.int64),
+                                 bias_format=FixedFormat(1, 1, True), activation="linear", output_format=None))
+        fa = layers[-1].exact_frac(in_fmt)
+        lo, hi = bounds(f"{mm}.accum")
+        n_out = w.shape[1]
+        # real value of the accumulator = acc_code * 2**-fa * sig * ws_j; the bias in real units
+        R = [(sig if sig is not None else Fraction(1)) * (_fr(ws[j]) if ws is not None else Fraction(1)) for j in range(n_out)]
+        if b is None:
+            B = [Fraction(0)] * n_out
+        elif b[1] is None:  # float bias
+            B = [_fr(v) for v in b[0]]
+        else:
+            B = [Fraction(int(c)) * b[1].lsb * (_fr(b[2][j]) if b[2] is not None else 1) for j, c in enumerate(b[0])]
+        if out is None:
+            layers.append(_affine_requant(nm, lo, hi, fa, R, B, None, relu, notes))
+            sig = None
+        else:
+            s_o = Fraction(1) if out[1] is None else _fr(float(out[1]))
+            layers.append(_affine_requant(nm, lo, hi, fa, [r / s_o for r in R], [x / s_o for x in B], out[0], relu, notes))
+            sig = None if out[1] is None else s_o
+        in_fmt = layers[-1].output_format
+    return iq, layers, sig, notes
 
 
 # ---------------------------------------------------------------------------------------------- float32 report
@@ -258,6 +439,9 @@ def float32_report(q: QModel) -> list[str]:
     bounds = q.tensor_bounds()
     in_fmt = q.input_quantizer
     for L in q.layers:
+        if L.kind == "affine":  # a float-scale requantization: the framework's float32 division rounds (see below)
+            in_fmt = L.output_format
+            continue
         plo, phi = bounds[f"{L.name}.part"]  # any partial sum, bias included, at the exact accumulator LSB
         worst = max(max(abs(int(v)) for v in plo), max(abs(int(v)) for v in phi))
         if worst >= 1 << FLOAT32_EXACT_BITS:
@@ -265,6 +449,10 @@ def float32_report(q: QModel) -> list[str]:
                          f"2**-{L.exact_frac(in_fmt)}; a float32 Gemm (Brevitas/QONNX) is exact only below "
                          f"{FLOAT32_EXACT_BITS} bits, so the framework forward can differ from the fixed-point result")
         in_fmt = L.output_format
+    if any(L.kind == "affine" for L in q.layers):
+        notes.append("float scales: a float32 forward (Brevitas, onnxruntime) rounds x / scale and the products before "
+                     "each quantizer, so it can differ from the exact result next to rounding boundaries; compare with "
+                     "the float64 forward (compare_brevitas(..., dtype='float64'))")
     return notes
 
 
@@ -327,32 +515,43 @@ def import_qonnx(
     Where a float32 evaluation (Brevitas forward, QONNX execution) can differ from the fixed-point IR, the
     reason is listed in ``QModel.warnings``."""
     mw = load_qonnx(path)
-    in_q, layers = _walk(mw, _layer_names(path if isinstance(path, (str, Path)) else mw))
+    in_q, stages = _walk(mw, _layer_names(path if isinstance(path, (str, Path)) else mw))
     accum_formats = dict(accum_formats or {})
-    unknown = set(accum_formats) - {L.name for L in layers}
+    unknown = set(accum_formats) - {st["name"] for st in stages}
     if unknown:
-        raise QonnxImportError(f"accum_formats names unknown layers {sorted(unknown)}; layers: {[L.name for L in layers]}")
-    if accum_formats:
-        layers = [DenseLayer(name=L.name, weights=L.weights, weight_format=L.weight_format, bias=L.bias,
-                             bias_format=L.bias_format, activation=L.activation, output_format=L.output_format,
-                             accum_format=accum_formats.get(L.name)) for L in layers]
+        raise QonnxImportError(f"accum_formats names unknown layers {sorted(unknown)}; layers: {[st['name'] for st in stages]}")
     thr = list(thresholds)
     for t in thr:
         if isinstance(t, (float, np.floating)) and not float(t).is_integer():
             raise QonnxImportError(f"threshold {t} is not an integer code; convert real values with qmodel.threshold_code(value)")
-    n = layers[0].n_in
+    n = stages[0]["w"].shape[0]
+    inp = InputSpec.from_scaler(scaler, n, input_format)
+    iq, layers, out_scale, notes = _build(inp, in_q, stages, accum_formats)
     src = str(path) if isinstance(path, (str, Path)) else "<in-memory>"
-    notes = []
-    if layers[-1].output_format is None:
+    if stages[-1]["out"] is None:
         notes.append(f"the last layer {layers[-1].name!r} has no output quantizer: the output is the exact accumulator")
+    float_scales = in_q[1] is not None or out_scale is not None or any(L.kind == "affine" for L in layers)
+    if float_scales:
+        notes.append("float (non-power-of-two) scales: each requantization is an exact multiply-and-shift affine op "
+                     "(firmware.requant); IR codes times the real scales are the framework's values")
+        if score == "mse" or (score == "auto" and layers[-1].n_out == n):
+            if score == "mse" and (in_q[1] is not None or out_scale is not None):
+                raise QonnxImportError("score='mse' compares the input quantizer's codes with the outputs: with float "
+                                       "scales they are on different grids; use score=None")
+            if score == "auto" and (in_q[1] is not None or out_scale is not None):
+                score = None
+                notes.append("no score block: the input and output have float scales (score='mse' needs one grid)")
+    meta = {"source": "qonnx", "frontend": "brevitas", "file": src, "layers": [L.name for L in layers]}
+    if out_scale is not None:
+        meta["output_scale"] = float(out_scale)
     q = QModel(
-        input=InputSpec.from_scaler(scaler, n, input_format),
-        input_quantizer=in_q,
+        input=inp,
+        input_quantizer=iq,
         layers=layers,
         score=make_score(score, n, gate, score_formats, n_outputs=layers[-1].n_out),
         thresholds=tuple(int(t) for t in thr),
         name=name or (Path(src).stem if src != "<in-memory>" else "qonnx"),
-        meta={"source": "qonnx", "frontend": "brevitas", "file": src, "layers": [L.name for L in layers]},
+        meta=meta,
     )
     notes += float32_report(q)
     return q.with_warnings(notes) if notes else q
@@ -365,9 +564,16 @@ def _compare(q: QModel, x_hw: np.ndarray, fw_out: np.ndarray, what: str) -> dict
     from .emulator import emulate
 
     res = emulate(q, x_hw)
-    codes = np.ldexp(np.asarray(fw_out, dtype=np.float64), q.output_format.frac)
-    on_grid = codes == np.round(codes)
-    diff = ~on_grid | (np.round(codes).astype(np.int64) != res.outputs_int)
+    fw = np.asarray(fw_out)
+    sigma = q.meta.get("output_scale")
+    if sigma is None:
+        codes = np.ldexp(np.asarray(fw_out, dtype=np.float64), q.output_format.frac)
+        on_grid = codes == np.round(codes)
+        diff = ~on_grid | (np.round(codes).astype(np.int64) != res.outputs_int)
+    else:  # real output = code * 2**-frac * scale, exact in float64; the framework rounds it once to its dtype
+        real = np.ldexp(res.outputs_int.astype(np.float64), -q.output_format.frac) * float(sigma)
+        diff = real.astype(fw.dtype) != fw
+        on_grid = np.ones_like(diff)
     return {
         "compared": what,
         "n_events": int(len(x_hw)),
@@ -379,7 +585,9 @@ def _compare(q: QModel, x_hw: np.ndarray, fw_out: np.ndarray, what: str) -> dict
 
 
 def compare_brevitas(q: QModel, net: Any, x_hw: np.ndarray, scaler: Any = None, *, batch: int = 65536) -> dict:
-    """Brevitas forward (torch, float32) vs the emulator on raw hardware-unit inputs x_hw: mismatch counts."""
+    """Brevitas forward (torch, float32, as trained) vs the emulator on raw hardware-unit inputs x_hw: mismatch
+    counts. (With float scales, float32 rounds next to quantization boundaries: compare_qonnx(..., dtype=
+    "float64") evaluates the exported graph, its float32 constants unchanged, in float64.)"""
     import torch
 
     x_hw = np.asarray(x_hw)
@@ -388,16 +596,19 @@ def compare_brevitas(q: QModel, net: Any, x_hw: np.ndarray, scaler: Any = None, 
     outs = []
     with torch.no_grad():
         for i in range(0, len(xs), batch):
-            outs.append(net(torch.from_numpy(np.ascontiguousarray(xs[i:i + batch], dtype=np.float32))).numpy())
+            o = net(torch.from_numpy(np.ascontiguousarray(xs[i:i + batch], dtype=np.float32)))
+            outs.append((o.value if hasattr(o, "value") else o).detach().numpy())
     out = np.concatenate(outs) if outs else np.zeros((0, q.n_outputs))
     return _compare(q, x_hw, out, "brevitas_forward")
 
 
-def qonnx_session(path: Any):
+def qonnx_session(path: Any, dtype: str = "float32"):
     """An onnxruntime session for a QONNX model whose Quant nodes are rewritten as standard ONNX operators
-    (Div by the power-of-two scale, Round (half to even) or Floor, Clip to the integer range, Mul by the scale):
-    exact in float32, and thousands of times faster than qonnx.core.onnx_exec. (QONNX's own QuantToQCDQ needs
-    onnxscript, which fails to import next to TensorFlow 2.14's ml_dtypes, and QCDQ covers only <= 8 bits.)"""
+    (Div by the scale, Round (half to even) or Floor, Clip to the integer range, Mul by the scale): exact in
+    float32 for power-of-two scales, and thousands of times faster than qonnx.core.onnx_exec. (QONNX's own
+    QuantToQCDQ needs onnxscript, which fails to import next to TensorFlow 2.14's ml_dtypes, and QCDQ covers only
+    <= 8 bits.) ``dtype="float64"``: every constant (the float32 values, unchanged) and every operation in float64,
+    which is exact wherever a float32 graph with float scales rounds."""
     import onnx
     import onnxruntime as ort
     from onnx import helper, numpy_helper
@@ -412,14 +623,15 @@ def qonnx_session(path: Any):
         if node.op_type != "Quant":
             new_nodes.append(node)
             continue
-        fmt = quant_format(mw, node)  # validates: power-of-two per-tensor scale, zero point 0
+        fmt, scale = quant_spec(mw, node)  # validates: zero point 0, rounding, bit width
         op = getCustomOp(node)
         rnd = {"RND_CONV": "Round", "TRN": "Floor"}.get(fmt.rounding)
         if rnd is None:
             raise QonnxImportError(f"node {node.name}: rounding {fmt.rounding} has no plain ONNX operator")
         signed, narrow, bits = bool(op.get_nodeattr("signed")), bool(op.get_nodeattr("narrow")), fmt.width
         k = node.name
-        consts = {f"{k}_s": np.float32(2.0 ** -fmt.frac), f"{k}_lo": np.float32(min_int(signed, narrow, bits)),
+        sv = np.asarray(_const(mw, node.input[1], node, "scale"), dtype=np.float32)
+        consts = {f"{k}_s": sv, f"{k}_lo": np.float32(min_int(signed, narrow, bits)),
                   f"{k}_hi": np.float32(max_int(signed, narrow, bits))}
         inits += [numpy_helper.from_array(np.array(v, dtype=np.float32), name=n) for n, v in consts.items()]
         new_nodes += [
@@ -437,6 +649,13 @@ def qonnx_session(path: Any):
     del g.value_info[:]  # shapes inferred for batch 1; the batch dimension becomes symbolic below
     for v in list(g.input) + list(g.output):
         v.type.tensor_type.shape.dim[0].dim_param = "N"
+    if dtype == "float64":  # the same float32 constant values, widened exactly; every op then runs in float64
+        for i, t in enumerate(list(g.initializer)):
+            a = numpy_helper.to_array(t)
+            if a.dtype == np.float32:
+                g.initializer[i].CopyFrom(numpy_helper.from_array(a.astype(np.float64), name=t.name))
+        for v in list(g.input) + list(g.output):
+            v.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
     proto = mw.model
     del proto.opset_import[:]
     proto.opset_import.extend([helper.make_opsetid("", 13)])
@@ -448,11 +667,12 @@ def qonnx_session(path: Any):
     return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def compare_qonnx(q: QModel, path: Any, x_hw: np.ndarray, scaler: Any = None) -> dict:
-    """The QONNX file itself (onnxruntime after QuantToQCDQ) vs the emulator: mismatch counts."""
+def compare_qonnx(q: QModel, path: Any, x_hw: np.ndarray, scaler: Any = None, *, dtype: str = "float32") -> dict:
+    """The QONNX file itself (onnxruntime, Quant as Div/Round/Clip/Mul; in float32 or float64, see qonnx_session)
+    vs the emulator: mismatch counts."""
     x_hw = np.asarray(x_hw)
     xs = x_hw.astype(np.float64) if scaler is None else scaler.transform(x_hw)
-    sess = qonnx_session(path)
+    sess = qonnx_session(path, dtype)
     name = sess.get_inputs()[0].name
-    out = sess.run(None, {name: np.ascontiguousarray(xs, dtype=np.float32)})[0]
-    return _compare(q, x_hw, out, "qonnx_onnxruntime")
+    out = sess.run(None, {name: np.ascontiguousarray(xs, dtype=np.float64 if dtype == "float64" else np.float32)})[0]
+    return _compare(q, x_hw, out, f"qonnx_onnxruntime_{dtype}")

@@ -87,26 +87,36 @@ def _export(module, tmp_path, n_in=8):
     return p
 
 
-def test_float_scale_rejected(tmp_path):
+def test_float_scale_and_float_bias_imported(tmp_path):
+    """A float weight scale (Brevitas' default) and a float bias (no bias quantizer) are imported (dense op on the
+    codes + an affine op with the real factors), no longer refused; an unsupported operator still is."""
     import brevitas.nn as qnn
-    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFloat
+    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int8WeightPerTensorFloat
 
     m = torch.nn.Sequential(qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint),
                             qnn.QuantLinear(8, 4, bias=False, weight_quant=Int8WeightPerTensorFloat))
     with torch.no_grad():
-        m[1].weight.fill_(0.3)
-    with pytest.raises(QonnxImportError, match="not a power of two"):
-        import_qonnx(_export(m, tmp_path), "ap_int<18>", score=None)
+        m[1].weight.copy_(torch.linspace(-0.7, 0.9, 32).reshape(4, 8))
+    path = _export(m, tmp_path)
+    q = import_qonnx(path, "ap_int<18>", score=None)
+    assert [L.kind for L in q.layers] == ["dense", "affine"]
+    x = np.random.default_rng(1).integers(-300, 300, (3000, 8)).astype(np.float64)
+    assert compare_qonnx(q, path, x, dtype="float64")["output_mismatches"] == 0
+    m1 = torch.nn.Sequential(qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint),
+                             qnn.QuantLinear(8, 4, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=None),
+                             qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint))
+    with torch.no_grad():
+        m1[1].bias.copy_(torch.tensor([0.3, -1.17, 0.0625, 2.01]))
+    path1 = _export(m1, tmp_path)
+    q1 = import_qonnx(path1, "ap_int<18>", score=None)
+    assert compare_qonnx(q1, path1, x, dtype="float64")["output_mismatches"] == 0
+    assert compare_brevitas(q1, m1, x)["output_mismatches"] == 0  # fixed-point scales: float32 is exact too
 
 
-def test_unquantized_bias_and_unsupported_op_rejected(tmp_path):
+def test_unsupported_op_rejected(tmp_path):
     import brevitas.nn as qnn
     from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint
 
-    m = torch.nn.Sequential(qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint),
-                            qnn.QuantLinear(8, 4, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=None))
-    with pytest.raises(QonnxImportError, match="bias is not quantized"):
-        import_qonnx(_export(m, tmp_path), "ap_int<18>", score=None)
     m2 = torch.nn.Sequential(qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint),
                              qnn.QuantLinear(8, 4, bias=False, weight_quant=Int8WeightPerTensorFixedPoint),
                              torch.nn.Sigmoid())
