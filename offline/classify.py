@@ -64,11 +64,40 @@ class _BDT:
         )
 
     def fit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> "_BDT":
-        self.model.fit(X, y, sample_weight=w)
+        # bin the features here (weighted quantiles, vectorised) and hand the BDT the bin codes: scikit-learn
+        # >= 1.6 bins weighted samples with a Python loop of weighted percentiles (~1 s of a 1.2 s fit on 20k
+        # events); with at most max_bins distinct codes it takes them as they are, so the trees are the same
+        self.thresholds = _bin_thresholds(X, w, self.model.max_bins)
+        self.model.fit(_bin_codes(X, self.thresholds), y, sample_weight=w)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(X)[:, 1]
+        return self.model.predict_proba(_bin_codes(X, self.thresholds))[:, 1]
+
+
+def _bin_thresholds(X: np.ndarray, w: np.ndarray, max_bins: int) -> list[np.ndarray]:
+    """Per feature: midpoints of the distinct values if there are at most max_bins, else the weighted
+    quantiles at 1/max_bins ... (max_bins - 1)/max_bins (at most max_bins - 1 thresholds)."""
+    out = []
+    w = np.asarray(w, dtype=np.float64)
+    for j in range(X.shape[1]):
+        o = np.argsort(X[:, j], kind="stable")
+        x, ww = X[o, j], w[o]
+        u = np.unique(x)
+        if len(u) <= max_bins:
+            out.append(0.5 * (u[:-1] + u[1:]))
+            continue
+        cw = np.cumsum(ww)
+        q = np.linspace(0.0, 1.0, max_bins + 1)[1:-1] * cw[-1]
+        thr = x[np.minimum(np.searchsorted(cw, q), len(x) - 1)]
+        out.append(np.unique(thr[thr < u[-1]]))
+    return out
+
+
+def _bin_codes(X: np.ndarray, thresholds: list[np.ndarray]) -> np.ndarray:
+    """Bin index of every value: i iff thr[i-1] < x <= thr[i] (scikit-learn's convention)."""
+    X = np.asarray(X, dtype=np.float64)
+    return np.column_stack([np.searchsorted(t, X[:, j], side="left") for j, t in enumerate(thresholds)]).astype(np.float64)
 
 
 class _MLP:
