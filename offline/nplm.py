@@ -71,7 +71,13 @@ class NPLMConfig(BaseModel):
     cache_mb: float = Field(256.0, ge=0, description="keep the N x M kernel matrix in memory up to this size")
     # nn
     hidden: tuple[int, ...] = (4,)
-    weight_clip: float = Field(9.0, gt=0)
+    weight_clip: float = Field(9.0, gt=0, description="bound on every weight (not the biases) of the NN; tune it with "
+                               "`tune_weight_clip` so that the null matches chi2(dof = number of parameters)")
+    optimizer: Literal["lbfgs", "adam"] = Field(
+        "lbfgs", description="lbfgs: L-BFGS-B with the clipping as box constraints, run to convergence (the limit of "
+        "the papers' long training); adam: full-batch Adam with clipping after every step for `epochs` steps")
+    max_iter: int = Field(3000, ge=1, description="L-BFGS-B iterations at most")
+    restarts: int = Field(1, ge=1, description="L-BFGS-B random initialisations; the lowest loss is kept")
     epochs: int = Field(3000, ge=1)
     lr: float = Field(5e-3, gt=0)
     # toys
@@ -232,6 +238,117 @@ def fit_nn(X: np.ndarray, y: np.ndarray, w: np.ndarray, cfg: NPLMConfig, seed: i
     return net, hist
 
 
+class NumpyNet:
+    """The same sigmoid MLP in numpy, with the loss and its exact gradient, for L-BFGS-B (`fit_nn_lbfgs`).
+
+    Parameters are packed as (W_1, b_1, ..., W_L, b_L); W_l has shape (out, in) as in torch.Linear."""
+
+    def __init__(self, dims: list[int], theta: np.ndarray | None = None):
+        self.dims = list(dims)
+        self.shapes = [((b, a), (b,)) for a, b in zip(self.dims[:-1], self.dims[1:])]
+        self.theta = np.zeros(self.n_params) if theta is None else np.asarray(theta, dtype=np.float64)
+
+    @property
+    def n_params(self) -> int:
+        return sum(a * b + a for (a, b), _ in self.shapes)
+
+    def init(self, rng: np.random.Generator) -> np.ndarray:
+        """torch.nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases."""
+        out = []
+        for (o, i), _ in self.shapes:
+            k = 1.0 / np.sqrt(i)
+            out += [rng.uniform(-k, k, o * i), rng.uniform(-k, k, o)]
+        return np.concatenate(out)
+
+    def unpack(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        out, s = [], 0
+        for (o, i), _ in self.shapes:
+            W = theta[s : s + o * i].reshape(o, i)
+            s += o * i
+            out.append((W, theta[s : s + o]))
+            s += o
+        return out
+
+    def bounds(self, clip: float) -> list[tuple[float | None, float | None]]:
+        b: list[tuple[float | None, float | None]] = []
+        for (o, i), _ in self.shapes:
+            b += [(-clip, clip)] * (o * i) + [(None, None)] * o
+        return b
+
+    def forward(self, X: np.ndarray, theta: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        acts = [X]
+        layers = self.unpack(self.theta if theta is None else theta)
+        a = X
+        for j, (W, b) in enumerate(layers):
+            z = a @ W.T + b
+            a = z if j == len(layers) - 1 else 0.5 * (1.0 + np.tanh(0.5 * z))  # sigmoid, overflow-free
+            acts.append(a)
+        return a[:, 0], acts
+
+    def backward(self, theta: np.ndarray, acts: list[np.ndarray], g_f: np.ndarray) -> np.ndarray:
+        """Gradient of sum_i L_i w.r.t. theta given g_f = dL/df per event."""
+        layers = self.unpack(theta)
+        delta = g_f[:, None]
+        grads = []
+        for j in range(len(layers) - 1, -1, -1):
+            W, _ = layers[j]
+            a_in = acts[j]
+            grads.append((delta.sum(0), delta.T @ a_in))
+            if j > 0:
+                delta = (delta @ W) * a_in * (1.0 - a_in)
+        out = []
+        for db, dW in reversed(grads):
+            out += [dW.ravel(), db]
+        return np.concatenate(out)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return self.forward(np.asarray(X, dtype=np.float64))[0]
+
+
+def nplm_loss(f: np.ndarray, is_ref: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+    """L = sum_R w (e^f - 1) - sum_D w f and dL/df (f capped at 60 inside the exponential)."""
+    e = np.expm1(np.minimum(f, 60.0))
+    loss = float(np.sum(np.where(is_ref, w * e, -w * f)))
+    return loss, np.where(is_ref, w * (e + 1.0), -w)
+
+
+def fit_nn_lbfgs(X: np.ndarray, y: np.ndarray, w: np.ndarray, cfg: NPLMConfig, seed: int,
+                 offset: np.ndarray | None = None) -> tuple[NumpyNet, dict]:
+    """Minimise the NPLM loss over the network weights with L-BFGS-B, every weight bounded by +-weight_clip
+    (the clipping as a constraint, not a projection after each step), to convergence; `cfg.restarts` random
+    initialisations, the lowest loss kept. `offset`: a fixed per-event term added to f (used by the
+    nuisance-parameter test)."""
+    from scipy.optimize import minimize
+
+    net = NumpyNet([X.shape[1], *cfg.hidden, 1])
+    is_ref = y == 0
+    off = 0.0 if offset is None else offset
+
+    def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        f, acts = net.forward(X, theta)
+        loss, g = nplm_loss(f + off, is_ref, w)
+        return loss, net.backward(theta, acts, g)
+
+    rng = np.random.default_rng(seed)
+    best = None
+    for _ in range(cfg.restarts):
+        theta0 = np.clip(net.init(rng), -cfg.weight_clip, cfg.weight_clip)
+        r = minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=net.bounds(cfg.weight_clip),
+                     options={"maxiter": cfg.max_iter, "maxfun": 2 * cfg.max_iter, "ftol": 1e-11, "gtol": 1e-6})
+        if best is None or r.fun < best.fun:
+            best = r
+    net.theta = best.x
+    return net, {"final_loss": float(best.fun), "iterations": int(best.nit), "converged": bool(best.success),
+                 "at_clip": int(np.sum(np.isclose(np.abs(best.x), cfg.weight_clip) & _weight_mask(net)))}
+
+
+def _weight_mask(net: NumpyNet) -> np.ndarray:
+    m = []
+    for (o, i), _ in net.shapes:
+        m += [np.ones(o * i, bool), np.zeros(o, bool)]
+    return np.concatenate(m)
+
+
 # ---------------------------------------------------------------------- one test
 @dataclass
 class NPLMFit:
@@ -248,7 +365,7 @@ class NPLMFit:
         import torch
 
         Z = (np.asarray(X, dtype=np.float64) - self.info["mu"]) / self.info["sd"]
-        if isinstance(self.model, KernelModel):
+        if isinstance(self.model, (KernelModel, NumpyNet)):
             return self.model(Z)
         with torch.no_grad():
             return self.model(torch.from_numpy(Z)).numpy()
@@ -301,6 +418,10 @@ def fit(X_ref: np.ndarray, X_data: np.ndarray, cfg: NPLMConfig = NPLMConfig(), *
             model = fit_kernel(X, y, w, cfg, rng)
             f = model(X)
             info.update(sigma=model.sigma, n_centers=len(model.centers), newton_steps=model.newton_steps_used)
+        elif cfg.optimizer == "lbfgs":
+            model, opt = fit_nn_lbfgs(X, y, w, cfg, seed)
+            f = model(X)
+            info.update(n_params=model.n_params, t_from_loss=-2.0 * opt["final_loss"], **opt)
         else:
             import torch
 
@@ -315,10 +436,12 @@ def fit(X_ref: np.ndarray, X_data: np.ndarray, cfg: NPLMConfig = NPLMConfig(), *
 
 
 # ---------------------------------------------------------------------- null distribution
-def toy_split(n_ref: int, n_expected: float, rng: np.random.Generator, w_ref: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (toy data, toy reference): n ~ Poisson(n_expected) events drawn from the reference without
-    replacement (with probability proportional to w_ref if weighted), the rest as the toy's reference."""
-    n = int(rng.poisson(n_expected))
+def toy_split(n_ref: int, n_expected: float, rng: np.random.Generator, w_ref: np.ndarray | None = None,
+              extended: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (toy data, toy reference): n ~ Poisson(n_expected) events (extended; exactly round(n_expected)
+    for the shape-only test) drawn from the reference without replacement (with probability proportional to
+    w_ref if weighted), the rest as the toy's reference."""
+    n = int(rng.poisson(n_expected)) if extended else int(round(n_expected))
     n = min(n, n_ref - 2)
     p = None if w_ref is None else np.asarray(w_ref, dtype=np.float64) / np.sum(w_ref)
     data = rng.choice(n_ref, n, replace=False, p=p)
@@ -328,25 +451,34 @@ def toy_split(n_ref: int, n_expected: float, rng: np.random.Generator, w_ref: np
 
 
 def toy_task(seed: int, X_ref: np.ndarray, n_expected: float, cfg_json: str, w_ref: np.ndarray | None = None,
-             X_signal: np.ndarray | None = None, n_signal: float = 0.0) -> dict:
+             X_signal: np.ndarray | None = None, n_signal: float = 0.0, extended: bool = True) -> dict:
     """One pseudo-experiment (module level so Dask can ship it): data drawn from the reference (plus
-    Poisson(n_signal) events of X_signal if given), the rest of the reference as reference; returns t and time."""
+    Poisson(n_signal) events of X_signal if given), the rest of the reference as reference; returns t and time.
+
+    extended: N(SM) = n_expected and a Poisson number of data events (the extended likelihood ratio: the total
+    count is part of the test); otherwise exactly round(n_expected) events, i.e. the toys of a shape-only test
+    whose observed fit used N(SM) = N_D."""
     cfg = NPLMConfig.model_validate_json(cfg_json)
     rng = np.random.default_rng(seed)
-    d_idx, r_idx = toy_split(len(X_ref), n_expected, rng, w_ref)
+    d_idx, r_idx = toy_split(len(X_ref), n_expected, rng, w_ref, extended)
     X_data = X_ref[d_idx]
     if X_signal is not None and n_signal > 0:
         k = int(rng.poisson(n_signal))
         X_data = np.concatenate([X_data, X_signal[rng.choice(len(X_signal), k, replace=len(X_signal) < k)]])
     wr = None if w_ref is None else w_ref[r_idx]
-    res = fit(X_ref[r_idx], X_data, cfg, w_ref=wr, n_expected=n_expected, seed=seed)
-    return {"seed": seed, "t": res.t, "seconds": res.seconds, "n_data": len(X_data)}
+    res = fit(X_ref[r_idx], X_data, cfg, w_ref=wr, n_expected=n_expected if extended else None, seed=seed)
+    out = {"seed": seed, "t": res.t, "seconds": res.seconds, "n_data": len(X_data)}
+    for k in ("iterations", "converged", "at_clip"):
+        if k in res.info:
+            out[k] = res.info[k]
+    return out
 
 
 def null_toys(X_ref: np.ndarray, cfg: NPLMConfig = NPLMConfig(), *, n_expected: float, w_ref: np.ndarray | None = None,
               n_toys: int | None = None, seed: int = 1000, scheduler: str | None = None, n_workers: int | None = None,
-              client=None) -> np.ndarray:
-    """t under H0 for `n_toys` toys drawn from the reference (see `toy_task`), on Dask."""
+              client=None, extended: bool = True, details: bool = False) -> np.ndarray | list[dict]:
+    """t under H0 for `n_toys` toys drawn from the reference (see `toy_task`), on Dask; `details=True`
+    returns each toy's dict (t, seconds, optimiser iterations ...) instead."""
     from l1ad.offline.toys_dask import map_toys
 
     n = cfg.n_toys if n_toys is None else n_toys
@@ -354,8 +486,8 @@ def null_toys(X_ref: np.ndarray, cfg: NPLMConfig = NPLMConfig(), *, n_expected: 
     if w_ref is not None:
         shared["w_ref"] = np.asarray(w_ref, dtype=np.float64)
     out = map_toys(toy_task, [seed + i for i in range(n)], shared=shared, scheduler=scheduler, n_workers=n_workers,
-                   client=client, n_expected=float(n_expected), cfg_json=cfg.model_dump_json())
-    return np.array([o["t"] for o in out])
+                   client=client, n_expected=float(n_expected), cfg_json=cfg.model_dump_json(), extended=bool(extended))
+    return out if details else np.array([o["t"] for o in out])
 
 
 # ---------------------------------------------------------------------- p-values
@@ -391,6 +523,33 @@ def fit_chi2(t_toys: np.ndarray) -> Chi2Fit:
     return Chi2Fit(float(dof), float(ks.pvalue), float(ks.statistic))
 
 
+def chi2_check(t_toys: np.ndarray, dof: float) -> dict:
+    """How well chi2(dof) (e.g. dof = the network's parameter count, the NPLM asymptotic) describes the toys:
+    KS p against it (no parameter fitted) and the ML-fitted dof beside it."""
+    t = np.asarray(t_toys, dtype=np.float64)
+    ks = stats.kstest(t, stats.chi2(dof).cdf)
+    c = fit_chi2(t)
+    return {"n_toys": int(t.size), "dof": float(dof), "ks_p": float(ks.pvalue), "ks_stat": float(ks.statistic),
+            "dof_fitted": c.dof, "ks_p_fitted": c.ks_p, "mean": float(t.mean()), "variance": float(t.var(ddof=1))}
+
+
+CHI2_KS_MIN = 0.01  # a chi2 whose KS p against the toys is below this does not describe them
+
+
+def quoted_p(t_obs: float, t_toys: np.ndarray, chi2: Chi2Fit) -> tuple[float, str]:
+    """The p-value to quote and how it was obtained.
+
+    The toys' empirical p whenever some toy reaches t_obs; beyond all toys, the chi2 extrapolation only if
+    the chi2 describes the toys (KS p >= CHI2_KS_MIN), else the toys' bound 1 / (1 + n_toys) (an upper limit)."""
+    t_toys = np.asarray(t_toys)
+    p_emp = empirical_p(t_obs, t_toys)
+    if np.any(t_toys >= t_obs):
+        return p_emp, f"toys ({t_toys.size})"
+    if chi2.ks_p >= CHI2_KS_MIN:
+        return min(chi2.sf(t_obs), p_emp), f"chi2 extrapolation (dof {chi2.dof:.1f} fitted to {t_toys.size} toys, KS p {chi2.ks_p:.2g})"
+    return p_emp, f"toys ({t_toys.size}): upper bound, t_obs beyond every toy and the chi2 does not describe them"
+
+
 @dataclass
 class NPLMResult:
     t_obs: float
@@ -401,33 +560,81 @@ class NPLMResult:
     z_empirical: float
     z_chi2: float
     fit: NPLMFit
+    p: float = float("nan")
+    p_method: str = ""
+    extended: bool = True
 
     def summary(self) -> dict:
-        return {
+        out = {
             "t_obs": self.t_obs, "n_toys": int(self.t_toys.size), "toy_median": float(np.median(self.t_toys)),
+            "p": self.p, "z": z_from_p(self.p), "p_method": self.p_method,
+            "extended": self.extended,
             "p_empirical": self.p_empirical, "z_empirical": self.z_empirical, "chi2_dof": self.chi2.dof,
-            "chi2_describes_toys": bool(self.chi2.ks_p >= 0.01),
+            "chi2_describes_toys": bool(self.chi2.ks_p >= CHI2_KS_MIN),
             "chi2_ks_p": self.chi2.ks_p, "p_chi2": self.p_chi2, "z_chi2": self.z_chi2, "fit_seconds": self.fit.seconds,
         }
+        if "n_params" in self.fit.info:  # the NN: the papers' asymptotic chi2(dof = parameters)
+            c = chi2_check(self.t_toys, self.fit.info["n_params"])
+            out.update(n_params=self.fit.info["n_params"], chi2_nparams_ks_p=c["ks_p"],
+                       p_chi2_nparams=float(stats.chi2.sf(self.t_obs, self.fit.info["n_params"])))
+        return out
 
 
 def nplm_test(X_ref: np.ndarray, X_data: np.ndarray, cfg: NPLMConfig = NPLMConfig(), *, w_ref: np.ndarray | None = None,
               w_data: np.ndarray | None = None, n_expected: float | None = None, t_toys: np.ndarray | None = None,
-              scheduler: str | None = None, n_workers: int | None = None, toy_seed: int = 1000) -> NPLMResult:
+              extended: bool | None = None, scheduler: str | None = None, n_workers: int | None = None,
+              toy_seed: int = 1000) -> NPLMResult:
     """The whole test on two feature arrays (+ weights): observed t, null toys on Dask (unless `t_toys` are
-    given, e.g. reused across data sets with the same reference), empirical and chi2-extrapolated p and Z.
+    given, e.g. reused across data sets with the same reference), the quoted p (`quoted_p`: toys, chi2 only to
+    extrapolate beyond them when it describes them), and the empirical and chi2 p and Z.
+
+    Extended (the default whenever `n_expected` is given, i.e. the total count is meaningful): N(SM) =
+    n_expected in the observed fit and Poisson(N(SM)) events per toy, so an excess in the total count counts.
+    Shape only (no `n_expected`): N(SM) = the data's weight sum in the observed fit and exactly that many
+    events per toy; mixing the two (N(SM) = N_D observed, Poisson toys) makes the test conservative.
 
     For triggered data vs a zero-bias reference: X_ref = zero-bias features with their weights, X_data = the
     triggered data, n_expected = the number of data events expected under the reference (e.g. from the rate)."""
-    obs = fit(X_ref, X_data, cfg, w_ref=w_ref, w_data=w_data, n_expected=n_expected)
+    ext = (n_expected is not None) if extended is None else bool(extended)
+    if ext and n_expected is None:
+        raise ValueError("the extended test needs n_expected (the number of data events expected under the reference)")
+    obs = fit(X_ref, X_data, cfg, w_ref=w_ref, w_data=w_data, n_expected=n_expected if ext else None)
+    obs.info["extended"] = ext
     if t_toys is None:
         t_toys = null_toys(X_ref, cfg, n_expected=obs.info["n_expected"], w_ref=w_ref, seed=toy_seed,
-                           scheduler=scheduler, n_workers=n_workers)
+                           scheduler=scheduler, n_workers=n_workers, extended=ext)
     t_toys = np.asarray(t_toys, dtype=np.float64)
     p_emp = empirical_p(obs.t, t_toys)
     c2 = fit_chi2(t_toys)
     p_c2 = c2.sf(obs.t)
-    return NPLMResult(obs.t, t_toys, p_emp, c2, p_c2, z_from_p(p_emp), z_from_p(p_c2), obs)
+    p, how = quoted_p(obs.t, t_toys, c2)
+    return NPLMResult(obs.t, t_toys, p_emp, c2, p_c2, z_from_p(p_emp), z_from_p(p_c2), obs, p, how, ext)
+
+
+# ---------------------------------------------------------------------- NN weight clipping
+def tune_weight_clip(X_ref: np.ndarray, cfg: NPLMConfig, *, n_expected: float, clips=(1.0, 2.0, 4.0, 8.0),
+                     n_toys: int = 40, seed: int = 50_000, scheduler: str | None = None, client=None,
+                     n_workers: int | None = None) -> dict:
+    """The NPLM recipe for the NN: run null toys at several weight clips and pick the clip at which the fitted
+    chi2 dof equals the number of network parameters (interpolated linearly in log clip between the two
+    scanned clips that bracket it; the nearest scanned clip if none do). Check the choice with fresh toys
+    (`chi2_check`) before quoting chi2(dof = parameters) p-values."""
+    if cfg.model != "nn":
+        raise ValueError("weight clipping is a parameter of the NN model")
+    n_par = NumpyNet([np.asarray(X_ref).reshape(len(X_ref), -1).shape[1], *cfg.hidden, 1]).n_params
+    scan = []
+    for c in sorted(float(x) for x in clips):
+        t = null_toys(X_ref, cfg.model_copy(update={"weight_clip": c}), n_expected=n_expected, n_toys=n_toys,
+                      seed=seed, scheduler=scheduler, client=client, n_workers=n_workers)
+        scan.append({"clip": c, **chi2_check(t, n_par), "t": t.tolist()})
+    d = np.array([r["dof_fitted"] for r in scan]) - n_par
+    lc = np.log([r["clip"] for r in scan])
+    best = float(scan[int(np.argmin(np.abs(d)))]["clip"])
+    for i in range(len(d) - 1):
+        if d[i] <= 0 <= d[i + 1] and d[i + 1] > d[i]:
+            best = float(np.exp(lc[i] + (lc[i + 1] - lc[i]) * (-d[i]) / (d[i + 1] - d[i])))
+            break
+    return {"n_params": n_par, "clip": best, "scan": scan}
 
 
 test_statistic.__test__ = False  # not a pytest test, even when imported into a test module

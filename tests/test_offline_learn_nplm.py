@@ -93,3 +93,87 @@ def test_kernel_null_distribution_is_chi2_like():
     t = nplm.null_toys(ref, nplm.NPLMConfig(max_centers=100), n_expected=1000, n_toys=60, n_workers=2)
     c = nplm.fit_chi2(t)
     assert c.ks_p > 0.01 and 1 < c.dof < 60
+
+
+# ---------------------------------------------------------------------- NN by L-BFGS-B, extended/shape, quoted p
+def test_numpy_net_gradient_and_lbfgs_fit_respects_the_clip():
+    from scipy.optimize import check_grad
+
+    rng = np.random.default_rng(6)
+    net = nplm.NumpyNet([2, 4, 3, 1])
+    X, is_ref, w = rng.normal(size=(60, 2)), rng.random(60) < 0.7, rng.random(60)
+
+    def fun(th):
+        f, acts = net.forward(X, th)
+        loss, g = nplm.nplm_loss(f, is_ref, w)
+        return loss, net.backward(th, acts, g)
+
+    th = net.init(rng)
+    assert net.n_params == 2 * 4 + 4 + 4 * 3 + 3 + 3 + 1
+    assert check_grad(lambda t: fun(t)[0], lambda t: fun(t)[1], th) < 1e-5
+    ref = rng.exponential(size=(3000, 1))
+    data = np.concatenate([rng.exponential(size=(300, 1)), rng.normal(4, 0.2, (25, 1))])
+    r = nplm.fit(ref, data, nplm.NPLMConfig(model="nn", weight_clip=0.7), n_expected=300.0)
+    weights = r.model.theta[nplm._weight_mask(r.model)]
+    assert np.max(np.abs(weights)) <= 0.7 + 1e-12 and r.info["converged"]
+    assert r.t == pytest.approx(r.info["t_from_loss"], rel=1e-9)  # converged: t is -2 x the minimised loss
+    wide = nplm.fit(ref, data, nplm.NPLMConfig(model="nn", weight_clip=5.0), n_expected=300.0)
+    assert wide.t > r.t > 5  # a looser clip can only fit better (same data), the bump is seen either way
+
+
+def test_toys_extended_poisson_or_shape_fixed():
+    sizes = [len(nplm.toy_split(1000, 100.0, np.random.default_rng(s), extended=False)[0]) for s in range(20)]
+    assert set(sizes) == {100}
+    rng = np.random.default_rng(7)
+    ref = rng.exponential(size=(2000, 1))
+    cfg = nplm.NPLMConfig(max_centers=30)
+    shape = nplm.toy_task(3, ref, 200.0, cfg.model_dump_json(), extended=False)
+    ext = nplm.toy_task(3, ref, 200.0, cfg.model_dump_json())
+    assert shape["n_data"] == 200 and ext["n_data"] != 200
+
+
+def test_nplm_test_extended_when_the_count_is_given_and_quotes_toy_p():
+    rng = np.random.default_rng(8)
+    ref, data = rng.exponential(size=(3000, 1)), rng.exponential(size=(260, 1))
+    cfg = nplm.NPLMConfig(max_centers=30)
+    toys = stats.chi2(5).rvs(50, random_state=1)
+    ext = nplm.nplm_test(ref, data, cfg, n_expected=200.0, t_toys=toys)
+    shape = nplm.nplm_test(ref, data, cfg, t_toys=toys)
+    assert ext.extended and not shape.extended
+    # 260 events where 200 are expected: the extended t counts the excess, the shape-only t does not
+    assert ext.t_obs > shape.t_obs + 5 and ext.fit.info["n_expected"] == pytest.approx(200.0) and shape.fit.info["n_expected"] == pytest.approx(260.0)
+    s = ext.summary()
+    assert s["extended"] and s["p"] == ext.p and s["p_method"].startswith(("toys", "chi2"))
+    with pytest.raises(ValueError, match="needs n_expected"):
+        nplm.nplm_test(ref, data, cfg, extended=True, t_toys=toys)
+
+
+def test_quoted_p_toys_first_chi2_only_beyond_them_and_only_if_it_describes_them():
+    t = stats.chi2(4).rvs(400, random_state=2)
+    good = nplm.fit_chi2(t)
+    p, how = nplm.quoted_p(5.0, t, good)
+    assert p == nplm.empirical_p(5.0, t) and how == "toys (400)"
+    p, how = nplm.quoted_p(60.0, t, good)  # beyond every toy, chi2 fits: extrapolate
+    assert p == pytest.approx(stats.chi2(good.dof).sf(60.0)) and how.startswith("chi2 extrapolation")
+    bad = nplm.Chi2Fit(dof=4.0, ks_p=1e-6, ks_stat=0.3)
+    p, how = nplm.quoted_p(60.0, t, bad)
+    assert p == pytest.approx(1 / 401) and "upper bound" in how
+
+
+def test_chi2_check_against_the_parameter_count():
+    t = stats.chi2(13).rvs(300, random_state=4)
+    c = nplm.chi2_check(t, 13)
+    assert c["ks_p"] > 0.01 and c["dof_fitted"] == pytest.approx(13, rel=0.1)
+    assert nplm.chi2_check(t * 0.6, 13)["ks_p"] < 1e-4
+
+
+@pytest.mark.slow
+def test_tune_weight_clip_dof_grows_with_the_clip():
+    rng = np.random.default_rng(9)
+    ref = rng.exponential(size=(2000, 1))
+    cfg = nplm.NPLMConfig(model="nn", hidden=(2,))
+    r = nplm.tune_weight_clip(ref, cfg, n_expected=200.0, clips=(0.3, 10.0), n_toys=12, scheduler="sync")
+    assert r["n_params"] == 7 and len(r["scan"]) == 2
+    lo, hi = r["scan"]
+    assert lo["mean"] < hi["mean"]
+    assert 0.3 <= r["clip"] <= 10.0
