@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["LEVELS", "bumphunt_campaign", "coverage_row", "cwola_campaign", "format_table", "leave_one_out_p",
-           "nplm_campaign"]
+           "nplm_campaign", "nplm_nn_campaign", "cathode_campaign", "scan_summary"]
 
 LEVELS = (0.05, 0.1, 0.2)
 
@@ -131,6 +131,42 @@ def nplm_campaign(n_toys: int, *, n_null: int = 300, n_expected: float = 2000.0,
             "setup": {"n_expected": n_expected, "n_reference": len(X_ref), "n_null": n_null}}
 
 
+# ---------------------------------------------------------------------------------------------- NPLM NN
+def nplm_nn_campaign(n_toys: int, *, n_ref: int = 10_000, n_expected: float = 1000.0, hidden: tuple[int, ...] = (4,),
+                     clips: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0), n_tune: int = 40, clip: float | None = None,
+                     seed: int = 0, scheduler: str | None = None, n_workers: int | None = None, tuned: dict | None = None) -> dict:
+    """The NPLM NN on the papers' 1-D benchmark (reference ~ Exp(1), N_R events, N(SM) = n_expected, extended):
+    weight clip tuned on `n_tune` null toys per scanned clip (`nplm.tune_weight_clip`, skipped when `clip` is
+    given), then `n_toys` fresh null toys at the chosen clip: fitted dof vs the parameter count, KS p against
+    chi2(dof = parameters), and the coverage of that chi2 p and of the toy p (leave-one-out)."""
+    from l1ad.offline import nplm
+    from l1ad.offline.toys_dask import dask_client
+
+    cfg = nplm.NPLMConfig(model="nn", hidden=tuple(hidden))
+    X_ref = np.random.default_rng(seed).exponential(size=(n_ref, 1))
+    sync = scheduler == "sync"
+    with dask_client(None if sync else scheduler, n_workers=n_workers) as client:
+        kw = {"scheduler": "sync"} if sync else {"client": client}
+        if clip is None:
+            tuned = nplm.tune_weight_clip(X_ref, cfg, n_expected=n_expected, clips=clips, n_toys=n_tune,
+                                          seed=seed + 50_000, **kw)
+            clip = tuned["clip"]
+        cfg = cfg.model_copy(update={"weight_clip": float(clip)})
+        toys = nplm.null_toys(X_ref, cfg, n_expected=n_expected, n_toys=n_toys, seed=seed + 3_000_000, details=True, **kw)
+    t = np.array([d["t"] for d in toys])
+    n_par = nplm.NumpyNet([1, *hidden, 1]).n_params
+    chk = nplm.chi2_check(t, n_par)
+    rows = [coverage_row(f"NPLM NN (1,{','.join(map(str, hidden))},1), clip {clip:.2f}: chi2(dof = {n_par} parameters) p",
+                         stats.chi2.sf(t, n_par)),
+            coverage_row(f"NPLM NN: chi2 p with the fitted dof {chk['dof_fitted']:.1f}", stats.chi2.sf(t, chk["dof_fitted"])),
+            coverage_row(f"NPLM NN: toy p, leave-one-out ({t.size} toys; nominal by construction)", leave_one_out_p(t))]
+    return {"rows": rows, "null": chk, "clip": float(clip), "tuning": tuned, "t_null": t.tolist(),
+            "iterations": [d.get("iterations") for d in toys], "converged": float(np.mean([d.get("converged", True) for d in toys])),
+            "seconds_per_toy": float(np.mean([d["seconds"] for d in toys])),
+            "setup": {"n_reference": n_ref, "n_expected": n_expected, "extended": True, "hidden": list(hidden),
+                      "optimizer": "L-BFGS-B to convergence, weights bounded by the clip", "n_params": n_par}}
+
+
 # ---------------------------------------------------------------------------------------------- CWoLa hunting
 def cwola_campaign(n_toys: int, *, n_bkg: int = 20_000, efficiencies: tuple[float, ...] = (0.2, 0.05), max_iter: int = 40,
                    seed: int = 100_000, scheduler: str | None = None, n_workers: int | None = None, batch: int = 10,
@@ -156,18 +192,48 @@ def cwola_campaign(n_toys: int, *, n_bkg: int = 20_000, efficiencies: tuple[floa
 
 
 def _cwola_summary(res: list[dict], efficiencies, n_bkg: int, max_iter: int, cfg) -> dict:
+    return scan_summary(res, "CWoLa hunt", {"n_bkg": n_bkg, "efficiencies": list(efficiencies), "max_iter": max_iter,
+                                            "config": cfg.model_dump(mode="json")})
+
+
+# ---------------------------------------------------------------------------------------------- CATHODE scan
+def cathode_campaign(n_toys: int, *, n_bkg: int = 20_000, seed: int = 300_000, scheduler: str | None = None,
+                     n_workers: int | None = None, batch: int = 10, on_batch=None, cfg=None) -> dict:
+    """Retrained background-only CATHODE scans (`offline.cathode_scan`, default `small_scan_config`) in
+    batches of `batch` on one Dask cluster; `on_batch(summary so far)` after each batch."""
+    from l1ad.offline import cathode_scan
+    from l1ad.offline.toys_dask import dask_client
+
+    cfg = cathode_scan.small_scan_config() if cfg is None else cfg
+    res: list[dict] = []
+    sync = scheduler == "sync"
+    with dask_client(None if sync else scheduler, n_workers=n_workers) as client:
+        for lo in range(0, n_toys, batch):
+            m = min(batch, n_toys - lo)
+            res += cathode_scan.null_toys(cfg, m, n_bkg=n_bkg, seed=seed + lo, scheduler="sync" if sync else None,
+                                          client=None if sync else client)
+            if on_batch is not None:
+                on_batch(scan_summary(res, "CATHODE scan", {"n_bkg": n_bkg, "config": cfg.model_dump(mode="json")}))
+    return scan_summary(res, "CATHODE scan", {"n_bkg": n_bkg, "config": cfg.model_dump(mode="json")})
+
+
+def scan_summary(res: list[dict], label: str, setup: dict) -> dict:
+    """Coverage rows of retrained background-only scans (CWoLa hunts or CATHODE scans, `toy_task` dicts):
+    the toy global p of t_max over windows x cuts (leave-one-out), the Sidak quick estimates and the local p."""
     n_toys = len(res)
     t = np.array([r["t_max"] for r in res])
-    rows = [coverage_row(f"CWoLa hunt: toy global p, leave-one-out ({n_toys} toys; nominal by construction)", leave_one_out_p(t))]
-    for x in efficiencies:
-        per = [r["per_efficiency"][str(float(x))] for r in res]
-        rows.append(coverage_row(f"CWoLa hunt eff {x:g}: Sidak quick estimate", [d["p_sidak"] for d in per]))
-        rows.append(coverage_row(f"CWoLa hunt eff {x:g}: local p, all windows", np.concatenate([d["p_local"] for d in per])))
-    if len(efficiencies) > 1:  # Sidak over windows x cuts, as a quick estimate of the whole search
-        p_all = [min(min(r["per_efficiency"][str(float(x))]["p_local"]) for x in efficiencies) for r in res]
-        n_tests = len(efficiencies) * len(res[0]["per_efficiency"][str(float(efficiencies[0]))]["p_local"])
-        rows.append(coverage_row(f"CWoLa hunt, all cuts: Sidak over {n_tests} tests",
+    effs = list(res[0]["per_efficiency"])
+    rows = [coverage_row(f"{label}: toy global p over windows x cuts, leave-one-out ({n_toys} toys)", leave_one_out_p(t))]
+    n_win = len(res[0]["per_efficiency"][effs[0]]["p_local"])
+    for x in effs:
+        per = [r["per_efficiency"][x] for r in res]
+        pmin = [min(d["p_local"]) for d in per]
+        rows.append(coverage_row(f"{label} eff {float(x):g}: Sidak over {n_win} windows (quick estimate)",
+                                 [-np.expm1(n_win * np.log1p(-min(p, 1 - 1e-16))) for p in pmin]))
+        rows.append(coverage_row(f"{label} eff {float(x):g}: local p, all windows", np.concatenate([d["p_local"] for d in per])))
+    if len(effs) > 1:
+        n_tests = n_win * len(effs)
+        p_all = [min(min(r["per_efficiency"][x]["p_local"]) for x in effs) for r in res]
+        rows.append(coverage_row(f"{label}, all cuts: Sidak over {n_tests} tests (quick estimate)",
                                  [-np.expm1(n_tests * np.log1p(-min(p, 1 - 1e-16))) for p in p_all]))
-    return {"rows": rows, "raw": res, "seconds_per_toy": float(np.mean([r["seconds"] for r in res])),
-            "setup": {"n_bkg": n_bkg, "efficiencies": list(efficiencies), "max_iter": max_iter,
-                      "config": cfg.model_dump(mode="json")}}
+    return {"rows": rows, "raw": res, "seconds_per_toy": float(np.mean([r["seconds"] for r in res])), "setup": setup}

@@ -16,6 +16,7 @@ boosting iterations and 20-60k events on one core of the 2-core development mach
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import fields
 from typing import Sequence
@@ -26,7 +27,72 @@ from l1ad.offline import lhco_toy
 from l1ad.offline.cwola_hunting import HuntConfig, HuntResult, selected_window_test, window_starts, window_scores
 from l1ad.offline.dijet import DijetSample
 
-__all__ = ["global_p", "hunt_efficiencies", "null_toys", "toy_task", "t_max_over"]
+__all__ = ["SearchResult", "cwola_search", "global_p", "hunt_efficiencies", "null_toys", "toy_task", "t_max_over"]
+
+SIDAK_LABEL = "quick estimate (Sidak, can be anti-conservative)"
+
+
+class SearchResult:
+    """A search over windows x efficiency cuts (CWoLa hunting, the CATHODE scan): per cut a `HuntResult`, the
+    largest t over windows and cuts, and its global p: from retrained background-only toys when they were run
+    (``(1 + #{toys with t_max >= t_obs}) / (1 + n_toys)``), else the Sidak quick estimate, labelled so."""
+
+    def __init__(self, per_efficiency: dict[float, HuntResult], t_max_toys: np.ndarray | None = None):
+        self.per_efficiency = per_efficiency
+        self.t_max_toys = None if t_max_toys is None else np.asarray(t_max_toys, dtype=float)
+
+    @property
+    def t_max(self) -> float:
+        return float(max(r.t_max for r in self.per_efficiency.values()))
+
+    @property
+    def p_min(self) -> float:
+        return float(min(r.p_min for r in self.per_efficiency.values()))
+
+    @property
+    def n_tests(self) -> int:
+        return sum(len(r.windows) for r in self.per_efficiency.values())
+
+    @property
+    def global_p_sidak(self) -> float:
+        """1 - (1 - p_min)^n_tests: ignores correlations and the local p's own miscalibration."""
+        return float(-math.expm1(self.n_tests * math.log1p(-min(self.p_min, 1 - 1e-16))))
+
+    @property
+    def global_p_toys(self) -> float | None:
+        if self.t_max_toys is None or self.t_max_toys.size == 0:
+            return None
+        return global_p(self.t_max, self.t_max_toys)
+
+    @property
+    def global_p(self) -> float:
+        p = self.global_p_toys
+        return self.global_p_sidak if p is None else p
+
+    @property
+    def global_p_method(self) -> str:
+        if self.global_p_toys is None:
+            return SIDAK_LABEL
+        return f"toys ({self.t_max_toys.size} retrained background-only searches)"
+
+    def with_toys(self, toys) -> "SearchResult":
+        """A copy carrying the t_max of background-only toys (`null_toys` dicts or their t_max values)."""
+        t = np.array([d["t_max"] for d in toys] if len(toys) and isinstance(toys[0], dict) else toys, dtype=float)
+        if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
+            raise ValueError("toys must be a non-empty list of finite t_max values (or null_toys results)")
+        return SearchResult(self.per_efficiency, t)
+
+    def summary(self) -> dict:
+        from scipy import stats
+
+        return {"t_max": self.t_max, "p_min": self.p_min, "n_tests": self.n_tests,
+                "global_p": self.global_p, "global_z": float(stats.norm.isf(self.global_p)),
+                "global_p_method": self.global_p_method, "global_p_toys": self.global_p_toys,
+                "n_toys": 0 if self.t_max_toys is None else int(self.t_max_toys.size),
+                "global_p_sidak": self.global_p_sidak, "global_p_sidak_note": SIDAK_LABEL,
+                "per_efficiency": {str(x): {"t_max": r.t_max, "p_min": r.p_min,
+                                            "windows": [w.as_dict() for w in r.windows]}
+                                   for x, r in self.per_efficiency.items()}}
 
 
 def hunt_efficiencies(sample: DijetSample, cfg: HuntConfig, efficiencies: Sequence[float]) -> dict[float, HuntResult]:
@@ -113,3 +179,16 @@ def global_p(t_obs: float, toys: Sequence[dict] | np.ndarray) -> float:
     if t.size == 0:
         raise ValueError("no toys: the toy global p-value needs at least one background-only hunt")
     return float((1 + np.sum(t >= t_obs)) / (1 + t.size))
+
+
+def cwola_search(sample: DijetSample, cfg: HuntConfig, efficiencies: Sequence[float] = (0.2, 0.05), *, n_toys: int = 0,
+                 source: str = "toy", n_bkg: int = 0, toy: lhco_toy.ToyConfig | None = None,
+                 toys: Sequence[dict] | None = None, seed: int = 100_000, scheduler: str | None = None,
+                 n_workers: int | None = None) -> SearchResult:
+    """CWoLa hunting at several efficiency cuts with its global p from `n_toys` retrained background-only hunts
+    (or saved `toys`); without toys the Sidak quick estimate, labelled so."""
+    res = SearchResult(hunt_efficiencies(sample, cfg, efficiencies))
+    if toys is None and n_toys > 0:
+        toys = null_toys(cfg, n_toys, efficiencies=efficiencies, source=source, n_bkg=n_bkg, toy=toy,
+                         data=sample if source == "permute" else None, seed=seed, scheduler=scheduler, n_workers=n_workers)
+    return res.with_toys(toys) if toys else res

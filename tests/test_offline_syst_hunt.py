@@ -44,17 +44,45 @@ def test_permutation_toys_on_dask_sync_and_result_with_toys():
     res = hunt_toys.null_toys(TINY, 2, source="permute", data=data, scheduler="sync")
     assert len(res) == 2 and res[0]["t_max"] != res[1]["t_max"]
     hunt = hunt_toys.hunt_efficiencies(data, TINY, (TINY.efficiency,))[TINY.efficiency]
-    assert hunt.global_p_method.startswith("sidak") and hunt.global_p == hunt.global_p_sidak
+    assert hunt.global_p_method == "quick estimate (Sidak, can be anti-conservative)" and hunt.global_p == hunt.global_p_sidak
     with_toys = hunt.with_toys(np.array([r["t_max"] for r in res]))
     assert with_toys.global_p == hunt_toys.global_p(hunt.t_max, res) and "toys (2" in with_toys.global_p_method
     s = with_toys.summary()
-    assert s["global_p_sidak_note"] == "quick estimate" and s["n_toys"] == 2
+    assert s["global_p_sidak_note"] == "quick estimate (Sidak, can be anti-conservative)" and s["n_toys"] == 2
     with pytest.raises(ValueError, match="source must be 'toy' or 'permute'"):
         hunt_toys.null_toys(TINY, 1, source="bootstrap")
     with pytest.raises(ValueError, match="needs n_bkg >= 1000"):
         hunt_toys.null_toys(TINY, 1, n_bkg=10)
     with pytest.raises(ValueError, match="efficiencies"):
         hunt_toys.hunt_efficiencies(data, TINY, (0.0,))
+
+
+def test_cwola_search_global_p_from_toys_over_windows_and_cuts():
+    data = lhco_toy.make_dataset(8000, 0.0, seed=6)
+    quick = hunt_toys.cwola_search(data, TINY, (0.3, 0.1))
+    assert quick.global_p_toys is None and quick.global_p == quick.global_p_sidak
+    assert quick.global_p_method == hunt_toys.SIDAK_LABEL and quick.n_tests == 2 * len(quick.per_efficiency[0.3].windows)
+    assert quick.t_max == max(r.t_max for r in quick.per_efficiency.values())
+    # saved toys: t_max values of background-only searches; the observed search is the 3rd largest of 5
+    toys = [{"t_max": x} for x in (quick.t_max - 1, quick.t_max + 1, quick.t_max + 2, quick.t_max - 2)]
+    res = hunt_toys.cwola_search(data, TINY, (0.3, 0.1), toys=toys)
+    assert res.global_p == pytest.approx(3 / 5) and res.global_p_method.startswith("toys (4 retrained")
+    s = res.summary()
+    assert s["n_toys"] == 4 and s["global_p_sidak_note"] == hunt_toys.SIDAK_LABEL and set(s["per_efficiency"]) == {"0.3", "0.1"}
+    with pytest.raises(ValueError, match="non-empty"):
+        quick.with_toys([float("nan")])
+
+
+def test_scan_summary_rows_from_saved_toys():
+    rng = np.random.default_rng(3)
+    raw = [{"seed": i, "t_max": float(rng.chisquare(2)), "seconds": 1.0,
+            "per_efficiency": {"0.2": {"p_local": rng.uniform(size=4).tolist()},
+                               "0.05": {"p_local": rng.uniform(size=4).tolist()}}} for i in range(50)]
+    res = coverage.scan_summary(raw, "X", {"n": 1})
+    names = [r["name"] for r in res["rows"]]
+    assert names[0].startswith("X: toy global p over windows x cuts, leave-one-out (50 toys)")
+    assert any("Sidak over 8 tests (quick estimate)" in n for n in names)
+    assert res["rows"][0]["n"] == 50 and res["rows"][2]["n"] == 200  # local p: 50 toys x 4 windows
 
 
 def test_coverage_row_verdicts_and_leave_one_out():
