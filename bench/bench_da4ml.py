@@ -82,6 +82,37 @@ PEER_SCRIPT = textwrap.dedent(
 )
 
 
+def bench_network(kind: str, seed: int = 0):
+    """The bench's stand-in networks (random Gaussian weights, std 1/sqrt(n_in) like a trained layer, quantized to
+    the formats of the default architecture, trigger.models.arch.ArchitectureConfig): 'default' the default AE
+    57-32-16-8-16-32-57 with 8-bit weights ap_fixed<8,1>, activations ap_ufixed<8,3>, input / output
+    ap_fixed<12,4>; 'wide' the same with hidden sizes 64-32-16-32-64; 'w4' the default sizes with 4-bit weights
+    ap_fixed<4,1>. The masked MSE score and two thresholds are included (the bench uses the network only)."""
+    from l1ad.firmware.fixed import FixedFormat
+    from l1ad.firmware.ir import DenseLayer, InputSpec, QModel, ScoreSpec, default_gate
+
+    sizes = {"default": (32, 16, 8, 16, 32), "wide": (64, 32, 16, 32, 64), "w4": (32, 16, 8, 16, 32)}[kind]
+    wbits = 4 if kind == "w4" else 8
+    rng = np.random.default_rng(seed)
+    n = 57
+    shift = np.array([6 if j % 3 == 0 else 8 for j in range(n)])  # pT 0.25 GeV * 2^6, eta / phi 2^8 codes per unit
+    inp = InputSpec(FixedFormat.parse("ap_int<18>"), np.zeros(n, dtype=np.int64), shift)
+    xq = FixedFormat(12, 4, True, "RND_CONV", "SAT")
+    wf, bf = FixedFormat(wbits, 1, True), FixedFormat(8, 4, True)
+    layers, prev = [], n
+    for li, m in enumerate(list(sizes) + [n]):
+        W = np.clip(np.round(rng.normal(0, 1 / np.sqrt(prev), size=(prev, m)) * 2 ** wf.frac), wf.min_code, wf.max_code)
+        b = np.clip(np.round(rng.normal(0, 0.1, size=m) * 2 ** bf.frac), bf.min_code, bf.max_code)
+        last = li == len(sizes)
+        of = FixedFormat(12, 4, True, "RND_CONV", "SAT") if last else FixedFormat(8, 3, False, "RND_CONV", "SAT")
+        layers.append(DenseLayer(f"dense{li + 1}", W.astype(np.int64), wf, b.astype(np.int64), bf,
+                                 "linear" if last else "relu", of))
+        prev = m
+    sc = ScoreSpec("mse", gate=default_gate(), format=FixedFormat(18, 14, False, "TRN", "SAT"))
+    q = QModel(input=inp, input_quantizer=xq, layers=layers, score=sc, name=f"bench_{kind}")
+    return q.with_thresholds((q.score.format.max_code // 64, q.score.format.max_code // 16))
+
+
 def _kif(fmt) -> dict:
     """FixedFormat -> da4ml's (keep_negative, integer bits without sign, fraction bits) plus modes."""
     k = int(fmt.signed)
@@ -127,15 +158,56 @@ def peer_spec(net) -> dict:
     }
 
 
+def verilate_peer(peer_dir: Path, net, x: np.ndarray, latency: int) -> dict:
+    """da4ml's RTL through Verilator (the batch harness of l1ad.sim on its wrapper, which pads every output to the
+    network's output format): the outputs `latency` clocks after each input row against firmware.emulate."""
+    from l1ad.firmware import emulate
+    from l1ad.sim.packing import pack, unpack
+    from l1ad.sim.verilator import RTL, Port, build_batch
+
+    src = peer_dir / "src"
+    top = "da4ml_net_wrapper"
+    text = (src / f"{top}.v").read_text()
+    import re
+
+    w_in = int(re.search(r"input \[(\d+):0\] model_inp", text).group(1)) + 1
+    w_out = int(re.search(r"output \[(\d+):0\] model_out", text).group(1)) + 1
+    fin, of = net.input.format, net.output_format
+    if w_in != net.n_inputs * fin.width or w_out != net.n_outputs * of.width:
+        raise SystemExit(f"da4ml wrapper ports ({w_in}, {w_out}) do not match the network's buses")
+    # Verilator 5.006 predates the WIDTHTRUNC / WIDTHEXPAND lint codes in da4ml's waivers: a copy of the sources
+    # with those comments spelled WIDTH (comments only; the logic is untouched)
+    vsrc = peer_dir / "verilator_src"
+    sources = []
+    for f in sorted(src.rglob("*.v")):
+        t = re.sub(r"lint_(off|on) WIDTH(TRUNC|EXPAND)", r"lint_\1 WIDTH", f.read_text())
+        dst = vsrc / f.relative_to(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(t)
+        sources.append(dst.resolve())
+    rtl = RTL(vsrc.resolve(), top, tuple(sources),
+              (Port("model_inp", w_in, "input"), Port("model_out", w_out, "output")), {})
+    sim = build_batch(rtl, build_root=peer_dir / ".sim")
+    rows = np.concatenate([x, np.zeros((latency, x.shape[1]), dtype=np.int64)])
+    outs, t = sim.run({"model_inp": pack(rows, fin.width)})
+    got = unpack(outs["model_out"], net.n_outputs, of.width, of.signed)[latency:]
+    want = emulate(net, x).outputs_int
+    return {"vectors": int(len(x)), "values": int(want.size), "mismatches": int(np.sum(got != want)),
+            "build_s": round(sim.build_seconds, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qmodel", type=Path, default=None, help=f"QModel JSON (default {DEFAULT_QMODEL.relative_to(ROOT)})")
+    ap.add_argument("--net", choices=["default", "wide", "w4"], default=None,
+                    help="a stand-in network instead of a QModel file (see bench_network)")
     ap.add_argument("--latency-cutoff", type=float, default=5.0, help="da4ml pipeliner cutoff (its delay units)")
     ap.add_argument("--levels", type=int, nargs="+", default=[3, 4],
                     help="our logic levels per pipeline stage, one design each (3: the default; 4: da4ml's latency at cutoff 5)")
     ap.add_argument("--clock-mhz", type=float, default=240.0)
     ap.add_argument("--vectors", type=int, default=20_000)
     ap.add_argument("--no-yosys", action="store_true")
+    ap.add_argument("--no-verilator", action="store_true", help="skip the Verilator runs of both designs")
     ap.add_argument("--yosys-timeout", type=float, default=3600.0)
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "da4ml")
     args = ap.parse_args()
@@ -146,9 +218,12 @@ def main() -> None:
     from l1ad.sim.models import l1_autoencoder
     from l1ad.sim.verilator import lint
 
-    path = args.qmodel or (DEFAULT_QMODEL if DEFAULT_QMODEL.is_file() else None)
-    qm = QModel.load(path) if path else l1_autoencoder()
-    source = str(path.relative_to(ROOT) if path and path.is_relative_to(ROOT) else path) if path else "random-weight l1_autoencoder()"
+    path = None if args.net else (args.qmodel or (DEFAULT_QMODEL if DEFAULT_QMODEL.is_file() else None))
+    if args.net:
+        qm, source = bench_network(args.net), f"bench_network({args.net!r})"
+    else:
+        qm = QModel.load(path) if path else l1_autoencoder()
+        source = str(path.relative_to(ROOT) if path and path.is_relative_to(ROOT) else path) if path else "random-weight l1_autoencoder()"
     net = network_variant(qm)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"network: {source} -> {net.name}: {net.n_inputs}-" + "-".join(str(L.n_out) for L in net.layers))
@@ -199,6 +274,20 @@ def main() -> None:
     rows["da4ml"] = {"latency_cycles": peer["stages"] + 1, "top": "da4ml_net", "sources": peer_sources}
     for row in rows.values():
         row["latency_ns"] = row["latency_cycles"] * period
+    if not args.no_verilator:  # both RTLs through Verilator on the same vectors, against firmware.emulate
+        from l1ad.sim.cosim import cosim
+
+        for name, (srcs, lat) in ours.items():
+            r = cosim(Path(srcs[0]).parent, x, engine="batch")
+            rows[name]["verilator"] = {"vectors": r["vectors"], "mismatches": r["mismatches"], "ok": r["ok"]}
+            print(f"Verilator {name}: {r['mismatches']} mismatches on {r['vectors']} vectors", flush=True)
+        r = verilate_peer(peer_dir, net, x, rows["da4ml"]["latency_cycles"])
+        rows["da4ml"]["verilator"] = r
+        print(f"Verilator da4ml: {r['mismatches']} mismatches on {r['values']} output values ({r['vectors']} vectors)",
+              flush=True)
+        bad = [n for n, row in rows.items() if row["verilator"]["mismatches"]]
+        if bad:
+            raise SystemExit(f"Verilator output differs from firmware.emulate for {bad}")
     if not args.no_yosys:
         for name in rows:
             srcs = rows[name]["sources"]

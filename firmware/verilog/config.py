@@ -33,6 +33,9 @@ class VerilogConfig(BaseModel):
         "shiftadd",
         description="Constant-coefficient products: canonical-signed-digit shift-adds flattened into the adder "
         "trees ('shiftadd', no DSPs), or '*' by a constant (synthesis infers DSPs or LUT multipliers).")
+    cse: bool = Field(
+        True, description="Share shift-add subexpressions across the neurons of a layer (firmware.verilog.cse); "
+        "the adder trees keep their minimum depth either way.")
     square: Literal["mult", "lut"] = Field(
         "mult", description="Score squares: '*' (DSP inference) or AND-array partial products in the score adder tree.")
     mult_levels: int = Field(2, ge=1, description="Logic levels a variable multiplier is counted as.")

@@ -28,6 +28,7 @@ import numpy as np
 from l1ad.firmware.fixed import FixedFormat, requantize
 
 from .config import BX_NS, VerilogConfig
+from .cse import sum_terms
 from .rtl import (Module, Pipe, Planner, Sig, Term, add_const, add_terms, adder_tree, as_const, bits_for, combine, csd, ext,
                   finish, finish_levels, requant, requant_levels, round_offset)
 
@@ -168,12 +169,13 @@ def _product(m: Module, name: str, x: Sig, w: int, frac: int) -> Sig:
     return Sig(name, wc, signed, lo, hi, frac, form)
 
 
-def _tree_sums(m: Module, prefix: str, terms: list[list[Term]], consts: list[int], frac: int, pipe: Pipe) -> list[Sig]:
-    """Exact sums const_j + sum(terms_j) (codes at `frac`): one adder tree per output, cut in lock-step; the
-    constant is one more leaf."""
+def _tree_sums(m: Module, prefix: str, terms: list[list[Term]], consts: list[int], frac: int, pipe: Pipe,
+               cse: bool = True) -> list[Sig]:
+    """Exact sums const_j + sum(terms_j) (codes at `frac`): shared subexpressions across the outputs and one
+    depth-minimal adder tree per output (cse.sum_terms), cut in lock-step; the constant is one more leaf."""
     terms = [list(t) + ([Term(as_const(m, f"{prefix}{j}_k", c, frac, "constant term"))] if c else [])
              for j, (t, c) in enumerate(zip(terms, consts))]
-    roots = adder_tree(m, prefix, terms, frac, pipe)
+    roots = sum_terms(m, prefix, terms, frac, pipe, cse=cse)
     neg = any(r is not None and r.sign < 0 for r in roots)  # every term negative: one negation
     live = pipe.before([r.sig if r is not None else as_const(m, f"{prefix}{j}_z", 0, frac) for j, r in enumerate(roots)], 1 if neg else 0)
     out = []
@@ -216,7 +218,8 @@ def _chain_sums(m: Module, prefix: str, chain: list[list[Sig]], consts: list[int
 
 
 def _convert_sums(m: Module, prefix: str, out: str, terms: list[list[Term]], consts: list[int], frac: int,
-                  acc: FixedFormat, dst: FixedFormat, relu: bool, pipe: Pipe, exact: bool = False) -> list[Sig]:
+                  acc: FixedFormat, dst: FixedFormat, relu: bool, pipe: Pipe, exact: bool = False,
+                  cse: bool = True) -> list[Sig]:
     """y_j = dst(act(accum_t(const_j + sum terms_j))) for a tree-summed accumulator (exact, or wrapping at an LSB
     no coarser than `frac`). When the accumulator provably holds the sum (a no-op conversion) and dst's rounding
     offset does not depend on the sign, the offset joins the constant leaf and only the slice / tie / relu /
@@ -230,12 +233,12 @@ def _convert_sums(m: Module, prefix: str, out: str, terms: list[list[Term]], con
     ros = [round_offset(dst.rounding, s, max(lo, 0) if relu else lo, hi) if s > 0 else (0, False)
            for lo, hi in zip(lo_e, hi_e)]
     if fits and all(r is not None for r in ros):
-        sums = _tree_sums(m, prefix, terms, [c + r[0] for c, r in zip(consts, ros)], frac, pipe)
+        sums = _tree_sums(m, prefix, terms, [c + r[0] for c, r in zip(consts, ros)], frac, pipe, cse)
         sums = pipe.before(sums, max(finish_levels(v.lo, v.hi, s, dst, relu, r[1]) for v, r in zip(sums, ros)))
         ys = [finish(m, f"{out}{j}", v, s, dst, r[1], relu, f"{dst}")[0] for j, (v, r) in enumerate(zip(sums, ros))]
         pipe.after()
         return ys
-    sums = _tree_sums(m, prefix, terms, consts, frac, pipe)
+    sums = _tree_sums(m, prefix, terms, consts, frac, pipe, cse)
     accs = [requant(m, f"{prefix}{j}_acc", v, acc, f"accumulator {acc}")[0] for j, v in enumerate(sums)]  # fits or wraps
     return _convert(m, out, accs, dst, relu, pipe)
 
@@ -287,7 +290,7 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
                         terms[j].append(Term(_product(m, f"p{i}_{j}", xs[i], w, fp), fa - fp, 1))
             pipe.after()
         consts = [B[j] << (fa - bf.frac) for j in range(L.n_out)]
-        outs = _convert_sums(m, "n", "y", terms, consts, fa, acc, of, relu, pipe, exact=qm.layer_exact(li))
+        outs = _convert_sums(m, "n", "y", terms, consts, fa, acc, of, relu, pipe, exact=qm.layer_exact(li), cse=cfg.cse)
     else:
         # hls4ml order: acc = (accum_t) b; acc = (accum_t)(acc + (accum_t) p_ij) for i = 0..n_in-1
         prods: list[list[Sig]] = [[] for _ in range(L.n_out)]

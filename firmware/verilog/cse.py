@@ -1,0 +1,317 @@
+"""Shared shift-add sums for a bank of constant-coefficient dot products (the neurons of a layer).
+
+Every output j of a layer is a signed sum of *digits* ``sign * (signal << shift)`` -- the canonical-signed-digit
+expansion of its weights times the layer inputs (plus the constant leaf). ``plan`` decides which adders compute
+them; ``emit`` writes those adders level by level through a ``Pipe``.
+
+Plan, in two phases (our own greedy algorithm; it keeps the layer's adder-tree depth):
+
+1. *Common subexpressions.* A pattern is a pair of digits up to a common shift and sign,
+   ``key = (a, b, d, r)``: ``a << s  +  r * (b << (s + d))`` for some s. Every pattern is counted over all
+   outputs (an index ``key -> {output: occurrences}`` updated incrementally). The most frequent pattern
+   (ties: the narrower one, small |d|) becomes one new signal and replaces its occurrences, which may then pair
+   again (multi-level sharing). Two equal digits of one output merge for free (``x + x = x << 1``; ``x - x = 0``).
+   Depth guard: a digit at depth t costs 2^t in the output's Kraft sum; an occurrence is replaced only while that
+   sum stays <= 2^D, D the layer's minimum tree depth (ceil(log2) of its largest output's term count), so every
+   output can still be summed in D levels and the layer's latency is unchanged.
+2. *Trees.* Each output sums its remaining digits Huffman-style on depth (the two shallowest first: the minimum
+   depth for those arrival levels) and, among equal depths, in order of shift, so that the adders pair digits of
+   neighbouring weight bits and stay narrow.
+
+Signals are abstract integers here: leaves ``0 .. n_leaves - 1`` (depth 0), then one id per shared sum.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+Digit = tuple[int, int, int]  # (signal id, shift, sign +1/-1)
+
+
+@dataclass
+class SumPlan:
+    """Adders of a bank of sums. ``nodes[k]`` defines signal ``n_leaves + k`` as ``x + y`` of two digits, at
+    ``depth[n_leaves + k]``; ``roots[j]`` is output j's final digit (None: the output is 0)."""
+
+    n_leaves: int
+    nodes: list[tuple[Digit, Digit]] = field(default_factory=list)
+    depth: list[int] = field(default_factory=list)
+    roots: list[Digit | None] = field(default_factory=list)
+    shared: int = 0  # adders created by phase 1 (shared sums)
+    tree: int = 0  # adders created by phase 2 (per-output trees)
+
+    @property
+    def adders(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def levels(self) -> int:
+        return max(self.depth, default=0)
+
+    def new(self, x: Digit, y: Digit) -> int:
+        self.nodes.append((x, y))
+        self.depth.append(max(self.depth[x[0]], self.depth[y[0]]) + 1)
+        return len(self.depth) - 1
+
+
+def _key(p: Digit, q: Digit) -> int:
+    """The pattern of the pair p + q, packed in one int (a, b, d, r: see _unkey)."""
+    (a, sa, ga), (b, sb, gb) = p, q
+    if b < a or (b == a and sb < sa):
+        a, sa, ga, b, sb = b, sb, gb, a, sa
+        return (((a << 20) | b) << 9 | (sb - sa + 256)) << 1 | (ga * gb > 0)
+    return (((a << 20) | b) << 9 | (sb - sa + 256)) << 1 | (ga * gb > 0)
+
+
+def _unkey(k: int) -> tuple[int, int, int, int]:
+    """(a, b, d, r): the pattern a << s  +  r * (b << (s + d))."""
+    r = 1 if k & 1 else -1
+    k >>= 1
+    d = (k & 511) - 256
+    k >>= 9
+    return k >> 20, k & ((1 << 20) - 1), d, r
+
+
+def _pattern_digits(a: int, b: int, d: int, r: int) -> tuple[Digit, Digit, int]:
+    """The two digits of a pattern's shared signal (shifts >= 0) and the shift its occurrences add back."""
+    lo = min(0, d)
+    return (a, -lo, 1), (b, d - lo, r), lo
+
+
+class _Bank:
+    """Phase 1 state: each output's digits (id -> digit), the pattern index and the Kraft sums."""
+
+    def __init__(self, plan: SumPlan, outputs: list[list[Digit]], D: int):
+        self.plan = plan
+        self.cap = 1 << D
+        self.dig: list[dict[int, Digit]] = []
+        self.by_sig: list[dict[int, set[int]]] = []
+        self.kraft: list[int] = []
+        self.count: dict[int, int] = {}
+        self.heap: list = []
+        self.dead: set[int] = set()
+        self._next = 0
+        for j, ds in enumerate(outputs):
+            self.dig.append({})
+            self.by_sig.append({})
+            self.kraft.append(0)
+            for d in ds:
+                self._add(j, d, index=False)
+        for j in range(len(outputs)):
+            items = list(self.dig[j].values())
+            for u in range(len(items)):
+                for v in range(u + 1, len(items)):
+                    self._inc(_key(items[u], items[v]), 1)
+        for k, c in self.count.items():
+            if c > 1:
+                heapq.heappush(self.heap, self._prio(k, c))
+
+    @staticmethod
+    def _prio(k: int, c: int) -> tuple[int, int, int]:
+        return (-c, abs(((k >> 1) & 511) - 256), k)
+
+    def _inc(self, k: int, n: int) -> None:
+        c = self.count.get(k, 0) + n
+        self.count[k] = c
+        if n > 0 and c > 1 and k not in self.dead:
+            heapq.heappush(self.heap, self._prio(k, c))
+
+    def _add(self, j: int, d: Digit, index: bool = True) -> None:
+        """Add digit d to output j, merging it with an equal (x + x = x << 1) or opposite (x - x = 0) digit."""
+        dig = self.dig[j]
+        s, sh, g = d
+        same = self.by_sig[j].setdefault(s, set())
+        for i in same:
+            e = dig[i]
+            if e[1] == sh:
+                self._remove(j, i, index)
+                if e[2] == g:
+                    self._add(j, (s, sh + 1, g), index)
+                return
+        if index:
+            for e in dig.values():
+                self._inc(_key(d, e), 1)
+        dig[self._next] = d
+        same.add(self._next)
+        self._next += 1
+        self.kraft[j] += 1 << self.plan.depth[s]
+
+    def _remove(self, j: int, i: int, index: bool = True) -> None:
+        d = self.dig[j].pop(i)
+        self.by_sig[j][d[0]].discard(i)
+        self.kraft[j] -= 1 << self.plan.depth[d[0]]
+        if index:
+            for e in self.dig[j].values():
+                self._inc(_key(d, e), -1)
+
+    def run(self) -> None:
+        plan = self.plan
+        while self.heap:
+            c, _, k = heapq.heappop(self.heap)
+            if self.count.get(k, 0) != -c or k in self.dead:
+                continue
+            a, b, d, r = _unkey(k)
+            x, y, lo = _pattern_digits(a, b, d, r)
+            dn = max(plan.depth[a], plan.depth[b]) + 1
+            grow = (1 << dn) - (1 << plan.depth[a]) - (1 << plan.depth[b])
+            # the occurrences that keep their output summable in D levels
+            occ: list[tuple[int, int, int, int, int]] = []
+            for j in range(len(self.dig)):
+                dig, bs = self.dig[j], self.by_sig[j]
+                if not bs.get(a) or not bs.get(b):
+                    continue
+                used: set[int] = set()
+                kr = self.kraft[j]
+                want = {}
+                for i2 in sorted(bs.get(b, ())):
+                    want.setdefault((dig[i2][1], dig[i2][2]), []).append(i2)
+                for i1 in sorted(bs.get(a, ())):
+                    if i1 in used or kr + grow > self.cap:
+                        continue
+                    _, sa, ga = dig[i1]
+                    for i2 in want.get((sa + d, ga * r), ()):
+                        if i2 != i1 and i2 not in used:
+                            occ.append((j, i1, i2, sa, ga))
+                            used.update((i1, i2))
+                            kr += grow
+                            break
+            if len(occ) < 2:  # nothing to share any more (depth guard): never try this pattern again
+                self._kill(k)
+                continue
+            nid = plan.new(x, y)
+            plan.shared += 1
+            for j, i1, i2, base, sg in occ:
+                self._remove(j, i1)
+                self._remove(j, i2)
+                self._add(j, (nid, base + lo, sg))
+            self._kill(k)
+
+    def _kill(self, k: int) -> None:
+        self.dead.add(k)
+
+
+def plan(outputs: list[list[Digit]], n_leaves: int, *, cse: bool = True, depth: int | None = None) -> SumPlan:
+    """Adders for out_j = sum(sign * (leaf << shift) for (leaf, shift, sign) in outputs[j]). ``depth``: the tree
+    depth to keep (default: the minimum, ceil(log2(largest term count)) levels); cse=False: trees only."""
+    p = SumPlan(n_leaves, depth=[0] * n_leaves)
+    # equal digits of one output merge before anything else (also without sharing)
+    merged = []
+    for ds in outputs:
+        acc: dict[tuple[int, int], int] = {}
+        for s, sh, g in ds:
+            acc[(s, sh)] = acc.get((s, sh), 0) + g
+        out: list[Digit] = []
+        for (s, sh), c in sorted(acc.items()):
+            for k in range(max(1, abs(c).bit_length())):  # c in {-2..2} usually; general: its binary digits
+                if (abs(c) >> k) & 1:
+                    out.append((s, sh + k, 1 if c > 0 else -1))
+        merged.append(out)
+    n_max = max((len(ds) for ds in merged), default=0)
+    D = depth if depth is not None else max(0, (n_max - 1).bit_length())
+    if cse and n_max > 1:
+        bank = _Bank(p, merged, D)
+        bank.run()
+        finals = [list(d.values()) for d in bank.dig]
+    else:
+        finals = merged
+    for ds in finals:
+        p.roots.append(_tree(p, ds))
+    return p
+
+
+def _tree(p: SumPlan, ds: list[Digit]) -> Digit | None:
+    """Sum one output's digits: level by level, the shallowest first, neighbours in shift order paired."""
+    if not ds:
+        return None
+    pend: dict[int, list[Digit]] = {}
+    for d in ds:
+        pend.setdefault(p.depth[d[0]], []).append(d)
+    while True:
+        lv = min(pend)
+        cur = pend.pop(lv)
+        if not pend and len(cur) == 1:
+            return cur[0]
+        cur.sort(key=lambda d: (d[1], d[0], d[2]))
+        nxt = pend.setdefault(lv + 1, [])
+        if len(cur) % 2:
+            nxt.append(cur.pop())  # the odd one (the highest shift) waits a level
+        for i in range(0, len(cur), 2):
+            x, y = cur[i], cur[i + 1]
+            k = min(x[1], y[1])
+            nid = p.new((x[0], x[1] - k, x[2]), (y[0], y[1] - k, y[2]))
+            p.tree += 1
+            nxt.append((nid, k, 1))
+
+
+# ---------------------------------------------------------------------------------------------- emission
+
+_CACHE: dict[tuple, SumPlan] = {}
+
+
+def cached_plan(outputs: list[list[Digit]], n_leaves: int, *, cse: bool = True) -> SumPlan:
+    """plan() memoised on its arguments (the generator runs twice when it plans register placement)."""
+    key = (tuple(tuple(ds) for ds in outputs), n_leaves, cse)
+    p = _CACHE.get(key)
+    if p is None:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        p = _CACHE[key] = plan(outputs, n_leaves, cse=cse)
+    return p
+
+
+def sum_terms(m, prefix: str, terms: list, frac: int, pipe, *, cse: bool = True) -> list:
+    """Sum several term lists (one per output; rtl.Term on signals holding codes at `frac`) with shared
+    subexpressions and depth-minimal trees (``plan``); the adders are written level by level, each level one
+    pipeline step (``pipe.before`` on every value still needed, then ``pipe.after``), so one register stage cuts
+    every output at the same depth. Returns one root rtl.Term per list (None if empty)."""
+    from .rtl import Term, add_terms
+
+    leaves: list = []
+    lid: dict[str, int] = {}
+    outs: list[list[Digit]] = []
+    for t in terms:
+        ds = []
+        for x in t:
+            if x.sig.name not in lid:
+                lid[x.sig.name] = len(leaves)
+                leaves.append(x.sig)
+            ds.append((lid[x.sig.name], x.shift, x.sign))
+        outs.append(ds)
+    p = cached_plan(outs, len(leaves), cse=cse)
+    nl = p.n_leaves
+    # the last level at which each signal is read (roots: after the tree)
+    end = p.levels + 1
+    last: dict[int, int] = {}
+    for k, (x, y) in enumerate(p.nodes):
+        lv = p.depth[nl + k]
+        for s in (x[0], y[0]):
+            last[s] = max(last.get(s, 0), lv)
+    for r in p.roots:
+        if r is not None:
+            last[r[0]] = end
+    is_root = {r[0] for r in p.roots if r is not None}
+    read = {s for x, y in p.nodes for s in (x[0], y[0])}
+    by_level: dict[int, list[int]] = {}
+    for k in range(len(p.nodes)):
+        by_level.setdefault(p.depth[nl + k], []).append(k)
+    val: dict[int, Term] = {i: Term(s) for i, s in enumerate(leaves)}
+    for lv in range(1, p.levels + 1):
+        live = [s for s in sorted(val) if last.get(s, 0) >= lv]
+        regs = pipe.before([val[s] for s in live], 1)
+        val = dict(zip(live, regs))
+        for k in by_level.get(lv, []):
+            (xs, xk, xg), (ys, yk, yg) = p.nodes[k]
+            tx, ty = val[xs], val[ys]
+            nid = nl + k
+            only_root = nid in is_root and nid not in read  # an output's last adder: keep its sign positive
+            val[nid] = add_terms(m, f"{prefix}_a{k}", Term(tx.sig, tx.shift + xk, tx.sign * xg),
+                                 Term(ty.sig, ty.shift + yk, ty.sign * yg), frac, positive=only_root)
+        pipe.after()
+    out = []
+    for r in p.roots:
+        if r is None:
+            out.append(None)
+            continue
+        t = val[r[0]]
+        out.append(Term(t.sig, t.shift + r[1], t.sign * r[2]))
+    return out
