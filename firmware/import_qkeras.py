@@ -453,14 +453,29 @@ def _check_batchnorm_float32(qm: QModel) -> None:
             m = max(abs(lo[j]), abs(hi[j]))
             bits = max(bits, (m >> max(0, fa - fj)).bit_length())
         if bits > F32_BITS:
+            plo, phi = b[_prev_name(qm, L)]
+            x_bits = max(max(abs(v) for v in plo), max(abs(v) for v in phi)).bit_length()
+            room = F32_BITS - x_bits - 1
+            if room < 3:
+                raise QKerasImportError(
+                    f"layer {L.name!r} (BatchNormalization): its input needs {x_bits} significant bits, which leaves "
+                    f"{max(room, 0)} of float32's {F32_BITS} for the batch-norm scale, so Keras' predict() rounds x * scale "
+                    f"and no fixed-point design equals it; quantize the input more coarsely (an input quantizer or a "
+                    f"narrower --input-format) or fold the normalisation into the previous layer's weights when training")
             sig = max((abs(int(v)) >> _tz(int(v))).bit_length() for v in L.scale.tolist())
-            suggest = max(1, min(sig, 12) - (bits - F32_BITS))
+            suggest = max(1, min(sig - (bits - F32_BITS), room))
             raise QKerasImportError(
                 f"layer {L.name!r} (BatchNormalization): folded exactly it is x * scale + offset with scale {L.scale_format} "
                 f"and offset {L.offset_format}; its values need {bits} significant bits, more than float32's {F32_BITS}, so "
                 f"Keras' predict() rounds them and no fixed-point design equals it. Round its constants first: "
-                f"model = l1ad.firmware.import_qkeras.quantize_batchnorm(model, scale_bits={suggest}) (returns a copy "
-                f"whose predict() uses the rounded constants), then import that model")
+                f"model = l1ad.firmware.import_qkeras.quantize_batchnorm(model, scale_bits=N) with N <= {suggest} (the input "
+                f"takes {x_bits} of the {F32_BITS} bits; the copy's predict() uses the rounded constants), then import it")
+
+
+def _prev_name(qm: QModel, L: Any) -> str:
+    """The tensor-bounds key of layer L's input."""
+    i = [x.name for x in qm.layers].index(L.name)
+    return "xq" if i == 0 else f"{qm.layers[i - 1].name}.out"
 
 
 def _tz(v: int) -> int:
