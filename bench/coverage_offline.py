@@ -1,10 +1,11 @@
 """Background-only coverage tables of the offline global p-values (offline.coverage), one method per run.
 
     nice -n 10 timeout 1200 python bench/coverage_offline.py bumphunt --n-toys 500
-    nice -n 10 timeout 1200 python bench/coverage_offline.py nplm --n-toys 300 --n-null 300
+    nice -n 10 timeout 1200 python bench/coverage_offline.py nplm --n-toys 300 --n-null 300 [--modes extended,shape]
     nice -n 10 timeout 1200 python bench/coverage_offline.py cwola --n-toys 60 --workers 2
     nice -n 10 timeout 2400 python bench/coverage_offline.py nplm_nn --n-toys 200 --workers 2 [--clip 2.5]
     nice -n 10 timeout 3600 python bench/coverage_offline.py cathode --n-toys 200 --workers 2
+    nice -n 10 timeout 3600 python bench/coverage_offline.py nplm_syst --n-toys 100 --clip 2.5 --workers 2
     python bench/coverage_offline.py cwola --merge a/cwola.json b/cwola.partial.json   # tables of saved hunts
 
 Writes out/offline/coverage/<method>.json and <method>.md (the markdown table) and prints the table.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("method", choices=["bumphunt", "nplm", "nplm_nn", "cwola", "cathode"])
+    ap.add_argument("method", choices=["bumphunt", "nplm", "nplm_nn", "nplm_syst", "cwola", "cathode"])
     ap.add_argument("--n-toys", type=int, default=200)
     ap.add_argument("--n-null", type=int, default=300, help="NPLM null toys")
     ap.add_argument("--inner-toys", type=int, default=300, help="bump hunt: toys per scan")
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clip", type=float, default=None, help="NPLM NN: weight clip (skips the tuning scan)")
     ap.add_argument("--clips", default="1,2,3,5", help="NPLM NN: weight clips scanned by the tuning")
+    ap.add_argument("--modes", default="extended", help="NPLM kernel: extended and/or shape, comma separated")
     ap.add_argument("--n-tune", type=int, default=40, help="NPLM NN: null toys per scanned clip")
     ap.add_argument("--out", default="out/offline/coverage")
     ap.add_argument("--merge", nargs="+", default=None, help="cwola/cathode: no new toys, tables of the raw toys "
@@ -44,8 +46,13 @@ def main() -> None:
     elif a.method == "nplm_nn":
         res = coverage.nplm_nn_campaign(a.n_toys, clip=a.clip, clips=tuple(float(x) for x in a.clips.split(",")),
                                         n_tune=a.n_tune, seed=a.seed, scheduler=a.scheduler, n_workers=a.workers)
+    elif a.method == "nplm_syst":
+        if a.clip is None:
+            raise SystemExit("nplm_syst needs --clip (the weight clip tuned by the nplm_nn campaign)")
+        res = coverage.nplm_syst_campaign(a.n_toys, clip=a.clip, seed=a.seed, scheduler=a.scheduler, n_workers=a.workers)
     elif a.method == "nplm":
-        res = coverage.nplm_campaign(a.n_toys, n_null=a.n_null, seed=a.seed, scheduler=a.scheduler, n_workers=a.workers)
+        res = coverage.nplm_campaign(a.n_toys, n_null=a.n_null, seed=a.seed, scheduler=a.scheduler, n_workers=a.workers,
+                                     modes=tuple(a.modes.split(",")))
     elif a.merge:
         raws = [json.loads(Path(f).read_text()) for f in a.merge]
         raw = [r for d in raws for r in d["raw"]]

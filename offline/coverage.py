@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["LEVELS", "bumphunt_campaign", "coverage_row", "cwola_campaign", "format_table", "leave_one_out_p",
-           "nplm_campaign", "nplm_nn_campaign", "cathode_campaign", "scan_summary"]
+           "nplm_campaign", "nplm_nn_campaign", "nplm_syst_campaign", "cathode_campaign", "scan_summary"]
 
 LEVELS = (0.05, 0.1, 0.2)
 
@@ -95,8 +95,9 @@ def bumphunt_campaign(n_toys: int, *, n_events: float = 1e5, edges=None, inner_t
 
 
 # ---------------------------------------------------------------------------------------------- NPLM kernel
-def nplm_data_task(seed: int, X_ref: np.ndarray, n_expected: float, cfg_json: str) -> dict:
-    """t of one background-only data set drawn from the generator against the fixed reference."""
+def nplm_data_task(seed: int, X_ref: np.ndarray, n_expected: float, cfg_json: str, shape: bool = False) -> dict:
+    """t of one background-only data set drawn from the generator against the fixed reference (extended:
+    N(SM) = n_expected; shape: N(SM) = the data set's own count)."""
     from l1ad.offline import lhco_toy, nplm
     from l1ad.offline.reach import _nplm_inputs
 
@@ -104,11 +105,14 @@ def nplm_data_task(seed: int, X_ref: np.ndarray, n_expected: float, cfg_json: st
     cfg = nplm.NPLMConfig.model_validate_json(cfg_json)
     n = int(rng.poisson(n_expected))
     X = _nplm_inputs(lhco_toy.sample_background(n, rng, lhco_toy.ToyConfig(), (3300.0, 3700.0)))
-    return {"seed": seed, "t": nplm.fit(X_ref, X, cfg, n_expected=n_expected, seed=seed).t}
+    return {"seed": seed, "t": nplm.fit(X_ref, X, cfg, n_expected=None if shape else n_expected, seed=seed).t}
 
 
 def nplm_campaign(n_toys: int, *, n_null: int = 300, n_expected: float = 2000.0, ref_factor: float = 5.0,
-                  seed: int = 0, scheduler: str | None = None, n_workers: int | None = None) -> dict:
+                  seed: int = 0, scheduler: str | None = None, n_workers: int | None = None,
+                  modes: tuple[str, ...] = ("extended",)) -> dict:
+    """Kernel NPLM on the LHCO-like SR features. `modes`: "extended" (N(SM) = n_expected, Poisson toys) and/or
+    "shape" (N(SM) = N_D of each data set, toys with exactly n_expected events)."""
     from l1ad.offline import lhco_toy, nplm
     from l1ad.offline.reach import _nplm_inputs
     from l1ad.offline.toys_dask import dask_client, map_toys
@@ -116,19 +120,27 @@ def nplm_campaign(n_toys: int, *, n_null: int = 300, n_expected: float = 2000.0,
     cfg = nplm.NPLMConfig()
     rng = np.random.default_rng(seed)
     X_ref = _nplm_inputs(lhco_toy.sample_background(int(ref_factor * n_expected), rng, lhco_toy.ToyConfig(), (3300.0, 3700.0)))
+    rows, out = [], {}
     with dask_client(None if scheduler == "sync" else scheduler, n_workers=n_workers) as client:
         kw = {"client": client} if scheduler != "sync" else {"scheduler": "sync"}
-        t_null = nplm.null_toys(X_ref, cfg, n_expected=n_expected, n_toys=n_null, seed=seed + 1_000_000, **kw)
-        data = map_toys(nplm_data_task, [seed + 2_000_000 + i for i in range(n_toys)], shared={"X_ref": X_ref},
-                        n_expected=n_expected, cfg_json=cfg.model_dump_json(), **kw)
-    t = np.array([d["t"] for d in data])
-    c2 = nplm.fit_chi2(t_null)
-    p_emp = np.array([nplm.empirical_p(x, t_null) for x in t])
-    p_c2 = np.array([c2.sf(x) for x in t])
-    rows = [coverage_row(f"NPLM kernel: empirical p ({n_null} null toys)", p_emp),
-            coverage_row(f"NPLM kernel: chi2 fit (dof {c2.dof:.1f}, KS p {c2.ks_p:.2g})", p_c2)]
-    return {"rows": rows, "t_null": t_null.tolist(), "t_data": t.tolist(), "chi2_dof": c2.dof, "chi2_ks_p": c2.ks_p,
-            "setup": {"n_expected": n_expected, "n_reference": len(X_ref), "n_null": n_null}}
+        for mode in modes:
+            shape = mode == "shape"
+            t_null = nplm.null_toys(X_ref, cfg, n_expected=n_expected, n_toys=n_null, seed=seed + 1_000_000, extended=not shape, **kw)
+            data = map_toys(nplm_data_task, [seed + 2_000_000 + i for i in range(n_toys)], shared={"X_ref": X_ref},
+                            n_expected=n_expected, cfg_json=cfg.model_dump_json(), shape=shape, **kw)
+            t = np.array([d["t"] for d in data])
+            c2 = nplm.fit_chi2(t_null)
+            p_emp = np.array([nplm.empirical_p(x, t_null) for x in t])
+            p_c2 = np.array([c2.sf(x) for x in t])
+            p_q = np.array([nplm.quoted_p(x, t_null, c2)[0] for x in t])
+            label = "extended" if not shape else "shape only"
+            rows += [coverage_row(f"NPLM kernel, {label}: empirical p ({n_null} null toys)", p_emp),
+                     coverage_row(f"NPLM kernel, {label}: quoted p (toys; chi2 only beyond them)", p_q),
+                     coverage_row(f"NPLM kernel, {label}: chi2 fit (dof {c2.dof:.1f}, KS p {c2.ks_p:.2g})", p_c2)]
+            out[mode] = {"t_null": t_null.tolist(), "t_data": t.tolist(), "chi2_dof": c2.dof, "chi2_ks_p": c2.ks_p}
+    first = out[modes[0]]
+    return {"rows": rows, **first, "modes": out,
+            "setup": {"n_expected": n_expected, "n_reference": len(X_ref), "n_null": n_null, "modes": list(modes)}}
 
 
 # ---------------------------------------------------------------------------------------------- NPLM NN
@@ -165,6 +177,38 @@ def nplm_nn_campaign(n_toys: int, *, n_ref: int = 10_000, n_expected: float = 10
             "seconds_per_toy": float(np.mean([d["seconds"] for d in toys])),
             "setup": {"n_reference": n_ref, "n_expected": n_expected, "extended": True, "hidden": list(hidden),
                       "optimizer": "L-BFGS-B to convergence, weights bounded by the clip", "n_params": n_par}}
+
+
+def nplm_syst_campaign(n_toys: int, *, clip: float, n_ref: int = 10_000, n_expected: float = 1000.0,
+                       sigmas: tuple[float, float] = (0.05, 0.05), nu_true: tuple[float, float] = (1.5, 1.5),
+                       seed: int = 0, scheduler: str | None = None, n_workers: int | None = None) -> dict:
+    """NPLM NN with a normalisation and a scale nuisance (`offline.nplm_syst`) on the 1-D benchmark: toys at
+    the nominal nuisances and at `nu_true` (in sigmas; data reweighted, aux A ~ N(nu_true, 1)); for each, the
+    chi2(dof = parameters) p of t = tau - Delta and of the plain extended NPLM t on the same data."""
+    from l1ad.offline import nplm, nplm_syst
+    from l1ad.offline.toys_dask import dask_client
+
+    cfg = nplm.NPLMConfig(model="nn", weight_clip=float(clip))
+    X_ref = np.random.default_rng(seed).exponential(size=(n_ref, 1))
+    nus = [nplm_syst.normalization(sigmas[0]), nplm_syst.scale(sigmas[1], lambda X: -X[:, 0])]
+    sync = scheduler == "sync"
+    rows, raw = [], {}
+    with dask_client(None if sync else scheduler, n_workers=n_workers) as client:
+        kw = {"scheduler": "sync"} if sync else {"client": client}
+        for tag, nu in (("nominal", (0.0, 0.0)), ("shifted", tuple(nu_true))):
+            toys = nplm_syst.null_toys(X_ref, nus, cfg, n_expected=n_expected, n_toys=n_toys, nu_true=nu, plain=True,
+                                       seed=seed + (4_000_000 if tag == "nominal" else 5_000_000), **kw)
+            n_par = toys[0]["n_params"]
+            t = np.array([d["t"] for d in toys])
+            tp = np.array([d["t_plain"] for d in toys])
+            where = f"nu = ({nu[0]:g}, {nu[1]:g}) sigma"
+            rows += [coverage_row(f"NPLM NN + nuisances, data at {where}: chi2({n_par}) p of tau - Delta", stats.chi2.sf(t, n_par)),
+                     coverage_row(f"NPLM NN without nuisances, data at {where}: chi2({n_par}) p", stats.chi2.sf(tp, n_par))]
+            raw[tag] = {"t": t.tolist(), "t_plain": tp.tolist(), "nu_null": [d["nu_null"] for d in toys],
+                        "null_check": nplm.chi2_check(t, n_par)}
+    return {"rows": rows, "raw": raw, "setup": {"n_reference": n_ref, "n_expected": n_expected, "clip": clip,
+                                                 "sigmas": {"normalization": sigmas[0], "scale": sigmas[1]},
+                                                 "nu_true": list(nu_true)}}
 
 
 # ---------------------------------------------------------------------------------------------- CWoLa hunting

@@ -16,12 +16,22 @@ Two learners for f:
   ``sum_D log(1+e^-f) + sum_R w log(1+e^f)`` + lambda a^T K_MM a (whose minimiser is the same log density
   ratio), then plugged into t above. Each fit is an M x M linear solve per Newton step.
 * ``nn`` (the original NPLM): a small sigmoid network with weight clipping minimising the NPLM loss
-  ``L = sum_R w (e^f - 1) - sum_D f`` directly by full-batch Adam; t = -2 min L.
+  ``L = sum_R w (e^f - 1) - sum_D f`` directly; t = -2 min L. By default the minimisation is L-BFGS-B with
+  exact gradients and every weight bounded by the clip, run to convergence (the limit the papers' long Adam
+  training approaches; 3000 Adam epochs stop short of it: null mean 9.3 for 13 parameters); full-batch Adam
+  with clipping after each step is kept (``optimizer="adam"``). The clip is the NPLM's tuning knob:
+  `tune_weight_clip` picks the clip at which the null's fitted chi2 dof equals the parameter count, to be
+  checked on fresh toys (`chi2_check`); bench/coverage_offline.py nplm_nn measures it.
+
+Extended or shape-only. With `n_expected` (the total count is meaningful) the test is extended: N(SM) =
+n_expected, toys with Poisson(N(SM)) events. Without it, N(SM) = the data's count (shape only) and the toys
+have exactly that many events (`nplm_test`); mixing the two (N(SM) = N_D observed, Poisson toys) is
+conservative. Nuisance parameters (normalisation, scale): `offline.nplm_syst`.
 
 The distribution of t under the null comes from toys (`null_toys`), each a data set drawn from the reference
-(`n_data ~ Poisson(N(SM))` events, the remaining reference events as that toy's reference), run on Dask. The
-p-value is the empirical (1 + #{t_toy >= t_obs}) / (1 + n_toys); a chi2 with free number of degrees of freedom
-fitted to the toys extrapolates beyond the toys' reach.
+(the remaining reference events as that toy's reference), run on Dask. The quoted p-value (`quoted_p`) is the
+empirical (1 + #{t_toy >= t_obs}) / (1 + n_toys); a chi2 fitted to the toys extrapolates beyond the toys'
+reach only when a KS test accepts it, otherwise the toys' bound is quoted.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def test_nn_nplm_matches_its_loss():
     rng = np.random.default_rng(1)
     ref = rng.exponential(size=(4000, 1))
     data = np.concatenate([rng.exponential(size=(400, 1)), rng.normal(4, 0.2, (30, 1))])
-    r = nplm.fit(ref, data, nplm.NPLMConfig(model="nn", epochs=400, lr=0.02))
+    r = nplm.fit(ref, data, nplm.NPLMConfig(model="nn", optimizer="adam", epochs=400, lr=0.02))
     assert r.info["n_params"] == 4 * 1 + 4 + 4 + 1
     assert r.t == pytest.approx(r.info["t_from_loss"], rel=0.05, abs=0.5)
     assert r.t > 10
@@ -177,3 +177,14 @@ def test_tune_weight_clip_dof_grows_with_the_clip():
     lo, hi = r["scan"]
     assert lo["mean"] < hi["mean"]
     assert 0.3 <= r["clip"] <= 10.0
+
+
+def test_coverage_campaigns_nn_and_kernel_modes_small():
+    from l1ad.offline import coverage
+
+    r = coverage.nplm_nn_campaign(5, n_ref=1500, n_expected=150, clips=(0.5, 4.0), n_tune=3, scheduler="sync")
+    assert r["null"]["n_toys"] == 5 and r["null"]["dof"] == 13 and 0.5 <= r["clip"] <= 4.0
+    assert len(r["tuning"]["scan"]) == 2 and r["rows"][0]["n"] == 5
+    k = coverage.nplm_campaign(2, n_null=3, n_expected=150, scheduler="sync", modes=("extended", "shape"))
+    assert len(k["rows"]) == 6 and set(k["modes"]) == {"extended", "shape"}
+    assert "shape only" in k["rows"][3]["name"]

@@ -56,3 +56,12 @@ def test_toys_reweighted_to_the_true_nuisance_and_aux_drawn():
     assert r1["nu_null"][0] > 0.8 and "t_plain" in r1  # data drawn with 1.2^2 the rate pull nu up
     toys = ns.null_toys(ref, nus, cfg, n_expected=150.0, n_toys=1, seed=5, scheduler="sync")
     assert toys[0]["t"] == pytest.approx(r0["t"])
+
+
+def test_syst_campaign_rows_small():
+    from l1ad.offline import coverage
+
+    r = coverage.nplm_syst_campaign(2, clip=2.0, n_ref=1500, n_expected=150, scheduler="sync")
+    assert [row["n"] for row in r["rows"]] == [2, 2, 2, 2]
+    assert "chi2(13) p of tau - Delta" in r["rows"][0]["name"] and set(r["raw"]) == {"nominal", "shifted"}
+    assert all(len(v["t"]) == 2 for v in r["raw"].values())
