@@ -83,3 +83,12 @@ def test_cse_random_networks_bit_exact(tmp_path):
         xs.append(default_vectors(q, 1500, seed=k))
     for r in cosim_many(dirs, xs, build_root=tmp_path / "build"):
         assert r["ok"] and r["mismatches"] == 0, r["details"]
+
+
+def test_unreachable_budget_reports_the_logic_depth_and_the_best_clock():
+    from l1ad.trigger.errors import L1adError
+
+    q = l1_autoencoder((8,), seed=3)
+    depth = generate(q, VerilogConfig(levels_per_stage=0)).meta["max_levels_per_stage"]
+    with pytest.raises(L1adError, match=rf"{depth} logic levels in series .*at any clock the best is about"):
+        generate(q, VerilogConfig(clock_mhz=240.0, budget_ns=5.0, meet_budget=True))

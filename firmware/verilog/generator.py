@@ -255,7 +255,7 @@ def _convert(m: Module, out: str, accs: list[Sig], dst: FixedFormat, relu: bool,
 
 def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi: list[int], cfg: VerilogConfig,
                  name: str, depth0: int = 0, planner: Planner | None = None) -> Block:
-    L = qm.layers[li]
+    L = qm.layers[li].dense_view()  # a conv (lowered matrix) or affine (diagonal) layer as the same dense arithmetic
     wf, bf, acc, of = L.weight_format, L.bias_format, L.accum_format, L.output_format
     W = [[int(v) for v in row] for row in L.weights.tolist()]
     B = [int(v) for v in L.bias.tolist()]
@@ -497,6 +497,7 @@ def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
 _LAYER_BLOCKS = {
     "dense": lambda *a: _dense_block(*a),
     "affine": lambda *a: _dense_block(*a),
+    "conv": lambda *a: _dense_block(*a),  # fully unrolled: one adder tree per output pixel and filter
 }
 
 
@@ -745,9 +746,17 @@ def _meet_budget(qmodel: Any, cfg: VerilogConfig) -> Design:
     design = generate(qmodel, cfg.model_copy(update={"meet_budget": False, "levels_per_stage": k}))
     ns = design.meta["latency_ns"]
     if ns > cfg.budget_ns:
+        # the logic in series along the whole chain (no registers inside blocks): a floor at any clock
+        depth = generate(qmodel, cfg.model_copy(update={"meet_budget": False, "levels_per_stage": 0})).meta["max_levels_per_stage"]
+        # estimate over every clock: input register + ceil(depth / k) stages + output register, each one period
+        best_k = min(range(1, max(depth, 1) + 1), key=lambda j: (2 + -(-depth // j)) * (T_STAGE_NS + j * T_LEVEL_NS))
+        best_ns = (2 + -(-depth // best_k)) * (T_STAGE_NS + best_k * T_LEVEL_NS)
+        where = (f"; the network has {depth} logic levels in series ({depth * T_LEVEL_NS:.1f} ns of logic under the "
+                 f"model); at any clock the best is about {best_ns:.1f} ns ({best_k} levels per stage, "
+                 f"{1000.0 / (T_STAGE_NS + best_k * T_LEVEL_NS):.0f} MHz)")
         raise L1adError(f"firmware budget_ns = {cfg.budget_ns:g} is not reachable at clock_mhz = {cfg.clock_mhz:g}: "
                         f"best reachable latency is {design.latency_cycles} cycles = {ns:g} ns ({k} logic levels "
-                        f"per stage, the most the clock allows); raise budget_ns or change the network")
+                        f"per stage, the most the clock allows){where}; raise budget_ns or change the network")
     return design
 
 
