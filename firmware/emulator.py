@@ -125,8 +125,9 @@ def _mul(p: _LayerPlan, a: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 # per layer kind: how its integer weights enter the plan (the dense view, or the diagonal of an affine layer)
 _PLAN_WEIGHTS = {
-    "dense": lambda L: (L.weights, False),
-    "affine": lambda L: (L.scale, True),
+    "dense": lambda L: (L, L.weights, False),
+    "affine": lambda L: (L, L.scale, True),
+    "conv": lambda L: (L.dense_view(), L.dense_view().weights, False),  # the lowered matrix: one GEMM per layer
 }
 
 
@@ -145,7 +146,7 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
     for i, L in enumerate(q.layers):
         if L.kind not in _PLAN_WEIGHTS:
             raise EmulatorInputError(f"layer {L.name}: the emulator has no handler for layer kind {L.kind!r}")
-        W, diag = _PLAN_WEIGHTS[L.kind](L)
+        L, W, diag = _PLAN_WEIGHTS[L.kind](L)
         ab = L.accum_bounds(in_b[0], in_b[1], in_fmt)
         amax = [max(abs(a), abs(b)) for a, b in zip(*in_b)]
         wl = [[abs(int(v)) for v in row] for row in L.weights.tolist()]

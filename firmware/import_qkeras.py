@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .fixed import FixedFormat, quantize_float
-from .ir import AffineLayer, DenseLayer, InputSpec, QModel, QModelError
+from .ir import AffineLayer, ConvLayer, DenseLayer, InputSpec, QModel, QModelError
 
 F32_BITS = 24
 
@@ -269,15 +269,31 @@ def import_qkeras(
     input_quant: FixedFormat | None = None
     layers: list[dict[str, Any]] = []
     layer_names: list[str] = []
+    shape = tuple(dims)  # the current tensor's shape (channels last); the IR holds it flattened row-major
     for layer in chain[1:]:
         cls = type(layer).__name__
         where = f"layer {layer.name!r} ({cls})"
         if cls in ("Dropout", "GaussianNoise", "GaussianDropout", "ActivityRegularization"):
             continue
-        if cls == "Flatten":
-            if len(dims) != 1 and layers:
-                raise QKerasImportError(f"{where}: Flatten after dense layers is not supported")
+        if cls == "Flatten":  # channels-last row-major: the IR's flat order already
+            shape = (int(np.prod(shape)),)
             continue
+        if cls in ("QConv1D", "QConv2D"):
+            layers.append(_conv_entry(layer, cls, where, shape, warnings))
+            layer_names.append(layer.name)
+            shape = layers[-1]["out_shape"]
+            kind, q = _activation_kind(layer.activation, where=where)
+            _apply_activation(layers[-1], kind, q, where, warnings, layer)
+            continue
+        if cls in ("Conv1D", "Conv2D", "Conv3D", "QConv3D", "QDepthwiseConv2D", "DepthwiseConv2D", "QSeparableConv2D",
+                   "SeparableConv2D", "Conv2DTranspose", "QConv2DTranspose"):
+            raise QKerasImportError(f"{where}: not supported (QConv1D and QConv2D with kernel and bias quantizers are)")
+        if cls in ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "QAveragePooling2D",
+                   "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D"):
+            raise QKerasImportError(f"{where}: pooling layers are not supported yet (use a strided QConv instead)")
+        if cls == "QDense" and len(shape) != 1:
+            raise QKerasImportError(f"{where}: a dense layer on a {len(shape)}-d tensor {shape} (Keras applies it to the "
+                                    f"last axis only); add a Flatten before it")
         if cls == "QDense":
             if getattr(layer, "kernel_quantizer_internal", None) is None:
                 raise QKerasImportError(f"{where}: no kernel_quantizer")
@@ -292,6 +308,7 @@ def import_qkeras(
             entry = {"kind": "dense", "name": layer.name, "weights": w_codes, "weight_format": w_fmt, "bias": b_codes,
                      "bias_format": b_fmt, "activation": "linear", "output_format": None, "keras": layer,
                      "n_out": int(kernel.shape[1])}
+            shape = (int(kernel.shape[1]),)
             layers.append(entry)
             layer_names.append(layer.name)
             _apply_activation(entry, kind, q, where, warnings, layer)
@@ -329,8 +346,12 @@ def import_qkeras(
             _apply_activation(layers[-1], kind, q, where, warnings, layer)
             continue
         if cls == "BatchNormalization":
-            n_ch = layers[-1]["n_out"] if layers else n_in
-            layers.append(_batchnorm_entry(layer, where, n_ch))
+            entry = _batchnorm_entry(layer, where, shape[-1])
+            reps = int(np.prod(shape[:-1]))
+            if reps > 1:  # channels last: the same scale and offset at every position of the flat tensor
+                entry["scale"], entry["offset"] = np.tile(entry["scale"], reps), np.tile(entry["offset"], reps)
+            entry["n_out"] = int(np.prod(shape))
+            layers.append(entry)
             layer_names.append(layer.name)
             continue
         if cls in ("QBatchNormalization", "QDenseBatchnorm"):
@@ -378,7 +399,40 @@ def import_qkeras(
     return qm.with_warnings(warnings)
 
 
-def _ir_layer(e: dict, accum_formats: Mapping[str, str]) -> DenseLayer | AffineLayer:
+def _conv_entry(layer: Any, cls: str, where: str, shape: tuple[int, ...], warnings: list[str]) -> dict:
+    nd = 1 if cls == "QConv1D" else 2
+    if len(shape) != nd + 1:
+        raise QKerasImportError(f"{where}: expects a {nd + 1}-d input (channels last), the previous tensor is {shape}")
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise QKerasImportError(f"{where}: data_format {layer.data_format!r}; only channels_last is supported")
+    if any(int(d) != 1 for d in np.atleast_1d(layer.dilation_rate)):
+        raise QKerasImportError(f"{where}: dilation {layer.dilation_rate} is not supported")
+    if int(getattr(layer, "groups", 1)) != 1:
+        raise QKerasImportError(f"{where}: grouped convolution is not supported")
+    pad = str(layer.padding).lower()
+    if pad not in ("valid", "same"):
+        raise QKerasImportError(f"{where}: padding {layer.padding!r} is not supported (valid, same)")
+    if getattr(layer, "kernel_quantizer_internal", None) is None:
+        raise QKerasImportError(f"{where}: no kernel_quantizer")
+    kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
+    k_codes, k_fmt = _quantize_param(layer, "kernel", kernel, layer.kernel_quantizer_internal, warnings)
+    if layer.use_bias:
+        b_codes, b_fmt = _quantize_param(layer, "bias", np.asarray(layer.bias.numpy(), dtype=np.float32),
+                                         layer.bias_quantizer_internal, warnings)
+    else:
+        b_codes, b_fmt = np.zeros(kernel.shape[-1], dtype=np.int64), FixedFormat(2, 2, True)
+    probe = ConvLayer(layer.name, np.asarray(k_codes).reshape(kernel.shape), k_fmt, b_codes, b_fmt, shape,
+                      tuple(int(v) for v in np.atleast_1d(layer.strides)), pad)
+    return {"kind": "conv", "name": layer.name, "kernel": probe.kernel, "kernel_format": k_fmt, "bias": b_codes,
+            "bias_format": b_fmt, "in_shape": shape, "strides": probe.strides, "padding": pad, "activation": "linear",
+            "output_format": None, "keras": layer, "out_shape": probe.out_shape, "n_out": probe.n_out}
+
+
+def _ir_layer(e: dict, accum_formats: Mapping[str, str]) -> DenseLayer | AffineLayer | ConvLayer:
+    if e["kind"] == "conv":
+        return ConvLayer(name=e["name"], kernel=e["kernel"], kernel_format=e["kernel_format"], bias=e["bias"],
+                         bias_format=e["bias_format"], in_shape=e["in_shape"], strides=e["strides"], padding=e["padding"],
+                         activation=e["activation"], output_format=e["output_format"], accum_format=accum_formats.get(e["name"]))
     if e["kind"] == "affine":
         return AffineLayer(name=e["name"], scale=e["scale"], scale_format=e["scale_format"], offset=e["offset"],
                            offset_format=e["offset_format"], activation=e["activation"], output_format=e["output_format"])

@@ -334,6 +334,9 @@ class DenseLayer:
     def describe(self) -> str:
         return f"dense {self.n_in} -> {self.n_out}, {self.activation}"
 
+    def dense_view(self) -> "DenseLayer":
+        return self
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DenseLayer":
         return cls(
@@ -452,6 +455,15 @@ class AffineLayer:
     def describe(self) -> str:
         return f"affine x{self.n_in} (per-channel scale and offset), {self.activation}"
 
+    def dense_view(self) -> DenseLayer:
+        """The same layer as a DenseLayer with a diagonal weight matrix."""
+        v = self.__dict__.get("_view")
+        if v is None:
+            v = DenseLayer(self.name, self.weights, self.scale_format, self.offset, self.offset_format, self.activation,
+                           self.output_format, self.accum_format, self.product_format)
+            self.__dict__["_view"] = v
+        return v
+
     def to_dict(self) -> dict:
         s = lambda f: None if f is None else str(f)  # noqa: E731
         return {"name": self.name, "kind": "affine", "n": self.n_in,
@@ -468,9 +480,188 @@ class AffineLayer:
                    accum_format=d.get("accum_format"), product_format=d.get("product_format"))
 
 
-Layer = DenseLayer | AffineLayer
+def _conv_out_len(n: int, k: int, s: int, padding: str) -> tuple[int, int]:
+    """(output length, padding before) of one spatial axis, Keras' rule ("same": pad so that out = ceil(n/s),
+    the odd pixel after)."""
+    if padding == "valid":
+        return (n - k) // s + 1, 0
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return out, total // 2
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A 1-D or 2-D convolution (Keras semantics, channels last, no dilation) on integer codes: input shape
+    ``in_shape`` = (L, C) or (H, W, C), flattened row-major (channels fastest, as Keras' Flatten); ``kernel``
+    codes of shape (k, C, F) or (kh, kw, C, F); ``strides``; ``padding`` "valid" or "same" (zeros). Output
+    (L', F) or (H', W', F), flattened the same way. Each output is an exact sum (``accum_format`` must hold it:
+    the unrolled design adds in a tree); then relu and requantization as for a dense layer. Back-ends read the
+    dense view (``weights``: the (n_in, n_out) matrix with the kernel at every position, zeros elsewhere;
+    ``bias`` repeated per position), which is the same arithmetic."""
+
+    name: str
+    kernel: np.ndarray
+    kernel_format: FixedFormat
+    bias: np.ndarray
+    bias_format: FixedFormat
+    in_shape: tuple[int, ...]
+    strides: tuple[int, ...] = (1, 1)
+    padding: str = "valid"
+    activation: str = "linear"
+    output_format: FixedFormat | None = None
+    accum_format: FixedFormat | None = None
+    product_format: FixedFormat | None = None
+
+    kind = "conv"
+    requires_exact_accum = True
+
+    def __post_init__(self) -> None:
+        for k in ("kernel_format", "bias_format"):
+            object.__setattr__(self, k, FixedFormat.parse(getattr(self, k)))
+        for k in ("output_format", "accum_format", "product_format"):
+            object.__setattr__(self, k, _fmt(getattr(self, k)))
+        shp = tuple(int(v) for v in self.in_shape)
+        if len(shp) not in (2, 3) or min(shp) < 1:
+            raise QModelError(f"layer {self.name}: in_shape {shp} must be (length, channels) or (height, width, channels)")
+        nd = len(shp) - 1
+        kr = _int_array(np.asarray(self.kernel, dtype=object) if not isinstance(self.kernel, np.ndarray) else self.kernel,
+                        f"layer {self.name}: kernel", nd + 2)
+        if kr.shape[nd] != shp[-1]:
+            raise QModelError(f"layer {self.name}: kernel has {kr.shape[nd]} input channels, the input {shp[-1]}")
+        st = tuple(int(v) for v in (self.strides if len(tuple(self.strides)) == nd else tuple(self.strides)[:nd]))
+        if len(st) != nd or min(st) < 1:
+            raise QModelError(f"layer {self.name}: strides {self.strides} must be {nd} positive integers")
+        if self.padding not in ("valid", "same"):
+            raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid' or 'same'")
+        for ax in range(nd):
+            if self.padding == "valid" and kr.shape[ax] > shp[ax]:
+                raise QModelError(f"layer {self.name}: kernel {kr.shape[:nd]} larger than the input {shp[:nd]}")
+        b = _int_array(self.bias if self.bias is not None else np.zeros(kr.shape[-1], dtype=np.int64), f"layer {self.name}: bias", 1)
+        if b.shape != (kr.shape[-1],):
+            raise QModelError(f"layer {self.name}: bias has shape {b.shape}, expected ({kr.shape[-1]},)")
+        for arr, f, what in ((kr, self.kernel_format, "kernel"), (b, self.bias_format, "bias")):
+            if arr.size and (min(int(v) for v in arr.ravel()) < f.min_code or max(int(v) for v in arr.ravel()) > f.max_code):
+                raise QModelError(f"layer {self.name}: {what} codes out of the range of {f}")
+        if self.activation not in ACTIVATIONS:
+            raise QModelError(f"layer {self.name}: activation {self.activation!r} not supported; use one of {ACTIVATIONS}")
+        object.__setattr__(self, "kernel", kr)
+        object.__setattr__(self, "bias", b)
+        object.__setattr__(self, "in_shape", shp)
+        object.__setattr__(self, "strides", st)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConvLayer):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        nd = len(self.in_shape) - 1
+        return tuple(_conv_out_len(self.in_shape[a], self.kernel.shape[a], self.strides[a], self.padding)[0]
+                     for a in range(nd)) + (int(self.kernel.shape[-1]),)
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def weight_format(self) -> FixedFormat:
+        return self.kernel_format
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The dense view: (n_in, n_out) integer matrix, input/output flattened channels-last."""
+        w = self.__dict__.get("_dense")
+        if w is None:
+            shp, nd = self.in_shape, len(self.in_shape) - 1
+            ish = shp if nd == 2 else (1,) + shp
+            osh = self.out_shape if nd == 2 else (1,) + self.out_shape
+            ker = self.kernel if nd == 2 else self.kernel[None]
+            st = self.strides if nd == 2 else (1,) + self.strides
+            pads = [(_conv_out_len(shp[a], self.kernel.shape[a], self.strides[a], self.padding)[1]) for a in range(nd)]
+            pads = pads if nd == 2 else [0] + pads
+            H, W, C = ish
+            Ho, Wo, F = osh
+            kh, kw = ker.shape[0], ker.shape[1]
+            w = np.zeros((H * W * C, Ho * Wo * F), dtype=ker.dtype)
+            for oy in range(Ho):
+                for ox in range(Wo):
+                    ocol = (oy * Wo + ox) * F
+                    for dy in range(kh):
+                        iy = oy * st[0] - pads[0] + dy
+                        if not 0 <= iy < H:
+                            continue
+                        for dx in range(kw):
+                            ix = ox * st[1] - pads[1] + dx
+                            if not 0 <= ix < W:
+                                continue
+                            r = (iy * W + ix) * C
+                            w[r:r + C, ocol:ocol + F] = ker[dy, dx]
+            w.setflags(write=False)
+            self.__dict__["_dense"] = w
+        return w
+
+    @property
+    def bias_dense(self) -> np.ndarray:
+        return np.tile(self.bias, self.n_out // self.bias.shape[0])
+
+    def exact_frac(self, in_fmt: FixedFormat) -> int:
+        return max(in_fmt.frac + self.kernel_format.frac, self.bias_format.frac)
+
+    def dense_view(self) -> DenseLayer:
+        """The same layer as a DenseLayer (lowered weights, repeated bias, same formats): what back-ends without
+        a convolution handler of their own implement."""
+        v = self.__dict__.get("_view")
+        if v is None:
+            v = DenseLayer(self.name, self.weights, self.kernel_format, self.bias_dense, self.bias_format, self.activation,
+                           self.output_format, self.accum_format, self.product_format)
+            self.__dict__["_view"] = v
+        return v
+
+    def accum_bounds(self, in_lo: Sequence[int], in_hi: Sequence[int], in_fmt: FixedFormat) -> dict[str, Any]:
+        return self.dense_view().accum_bounds(in_lo, in_hi, in_fmt)
+
+    def replace(self, **kw: Any) -> "ConvLayer":
+        d = dict(name=self.name, kernel=self.kernel, kernel_format=self.kernel_format, bias=self.bias,
+                 bias_format=self.bias_format, in_shape=self.in_shape, strides=self.strides, padding=self.padding,
+                 activation=self.activation, output_format=self.output_format, accum_format=self.accum_format,
+                 product_format=self.product_format)
+        d.update(kw)
+        return ConvLayer(**d)
+
+    def describe(self) -> str:
+        return (f"conv{len(self.in_shape) - 1}d {self.in_shape} -> {self.out_shape}, kernel {self.kernel.shape[:-2]}, "
+                f"strides {self.strides}, {self.padding}, {self.activation}")
+
+    def to_dict(self) -> dict:
+        s = lambda f: None if f is None else str(f)  # noqa: E731
+        return {"name": self.name, "kind": "conv", "in_shape": list(self.in_shape), "strides": list(self.strides),
+                "padding": self.padding, "kernel_shape": list(self.kernel.shape),
+                "kernel_format": str(self.kernel_format), "kernel": [int(v) for v in self.kernel.ravel().tolist()],
+                "bias_format": str(self.bias_format), "bias": [int(v) for v in self.bias.tolist()],
+                "product_format": s(self.product_format), "accum_format": s(self.accum_format),
+                "activation": self.activation, "output_format": s(self.output_format)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ConvLayer":
+        k = np.array(d["kernel"], dtype=object).reshape(tuple(int(v) for v in d["kernel_shape"]))
+        return cls(name=d["name"], kernel=k, kernel_format=d["kernel_format"], bias=np.array(d["bias"], dtype=object),
+                   bias_format=d["bias_format"], in_shape=tuple(d["in_shape"]), strides=tuple(d["strides"]),
+                   padding=d.get("padding", "valid"), activation=d.get("activation", "linear"),
+                   output_format=d.get("output_format"), accum_format=d.get("accum_format"),
+                   product_format=d.get("product_format"))
+
+
+Layer = DenseLayer | AffineLayer | ConvLayer
 # the layer kinds a QModel document may hold: adding an op is one class here plus one handler per back-end
-LAYER_KINDS: Mapping[str, type] = MappingProxyType({"dense": DenseLayer, "affine": AffineLayer})
+LAYER_KINDS: Mapping[str, type] = MappingProxyType({"dense": DenseLayer, "affine": AffineLayer, "conv": ConvLayer})
 
 
 def layer_from_dict(d: Mapping[str, Any]) -> Layer:
