@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Emulator speed and agreement against QKeras predict and the hls4ml C simulation, in one run, interleaved.
+"""Emulator speed and agreement against QKeras predict and the HLS C simulation, in one run, interleaved.
 
 Model: the 57-32-16-8-16-32-57 QKeras autoencoder (input quantized_bits(12,3), weights (8,0), biases (8,3),
 quantized_relu(8,3), output quantized_bits(12,3); alpha=1), imported with the integer input scaler of the L1
@@ -9,9 +9,8 @@ Runners (each returns the network output for the same events; mismatches are cou
 emulator):
   * "emulator"        l1ad.firmware.emulate on all N events (worker threads over chunks)
   * "qkeras.predict"  model.predict(scaled inputs, batch_size=16384) in float32, all N events
-  * "hls4ml.csim"     hls4ml's own C simulation: hls_model.compile() (g++, IR precisions applied), then
-                      predict() on the first --csim-events events
-  * "csim.batch"      the exported project's C simulation through l1ad's ctypes batch bridge (all cores)
+  * "csim.batch"      the exported project's C simulation (the HLS project built from the IR) through l1ad's
+                      ctypes batch bridge (all cores), on the first --csim-events events
   * "baseline"        (--baseline REV) the emulator module of git revision REV, for a before/after in one run
   * peers             any ``bench/peers_*.py`` defining ``RUNNERS`` (dicts: name, setup(ctx), run(state, x_hw),
                       max_events)
@@ -26,7 +25,6 @@ Results go to out/bench/emulator.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import importlib.util
 import io
@@ -127,27 +125,12 @@ def load_baseline(rev: str):
 
 
 def csim_runners(model, qmodel, workdir: Path) -> list[dict]:
-    """hls4ml's own C simulation (compile + predict) and the exported project's batch C simulation."""
+    """The exported project's batch C simulation (the project is built from the IR; `model` is not needed)."""
     from l1ad.firmware.hls import CSim, HLSConfig, export_hls
-    from l1ad.firmware.hls.convert import apply_ir_precisions, convert
 
-    runners = []
-    with contextlib.redirect_stdout(io.StringIO()):
-        hm, _ = convert(model, workdir / "plain", HLSConfig(project_name="plain"))
-        apply_ir_precisions(hm, qmodel)
-        hm.compile()
-    frac = qmodel.output_format.frac
-
-    def hls4ml_run(x_hw):
-        xs = (x_hw.astype(np.float64) - Scaler.offset) * 2.0 ** -Scaler.shift  # exact: the network input type holds it
-        y = np.asarray(hm.predict(np.ascontiguousarray(xs)))
-        return np.ldexp(y.reshape(len(x_hw), -1), frac)
-    runners.append({"name": "hls4ml.csim", "run": hls4ml_run})
-    with contextlib.redirect_stdout(io.StringIO()):
-        prj = export_hls(qmodel, model, workdir / "prj", HLSConfig(tb_vectors=10))
+    prj = export_hls(qmodel, None, workdir / "prj", HLSConfig(tb_vectors=10))
     sim = CSim(prj.path, prj.name)
-    runners.append({"name": "csim.batch", "run": lambda x_hw: sim.run(x_hw.astype(np.int64)).outputs_int})
-    return runners
+    return [{"name": "csim.batch", "run": lambda x_hw: sim.run(x_hw.astype(np.int64)).outputs_int}]
 
 
 def print_profile(title: str, prof: dict[str, float], n: int) -> None:
@@ -173,7 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (emulator, then each peer)")
     ap.add_argument("--csim-events", type=int, default=20_000, help="events for the C simulations (~8k events/s)")
-    ap.add_argument("--no-csim", action="store_true", help="skip the hls4ml C simulations (no g++ builds)")
+    ap.add_argument("--no-csim", action="store_true", help="skip the C simulation (no g++ build)")
     ap.add_argument("--baseline", default=None, help="git revision whose emulator is timed alongside (before/after)")
     ap.add_argument("--profile-events", type=int, default=200_000)
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TF default)")
@@ -266,7 +249,7 @@ def main(argv=None) -> int:
         results.append(row)
     print(f"(emulator is x faster = emulator events/s on {n} events / runner events/s, per interleaved round; "
           f"load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} on {os.cpu_count()} cpus)")
-    for name in ("hls4ml.csim", "csim.batch"):
+    for name in ("csim.batch",):
         if name in rows:
             print(f"  {name}: emulator on the same {rows[name]['events']} events is "
                   f"{statistics.median(rows[name]['ratio_same_events']):.1f}x faster (median)")

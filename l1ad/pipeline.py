@@ -166,7 +166,7 @@ def stage_rates(ctx: StageContext, work: Path) -> dict:
 
 
 def stage_hls(ctx: StageContext, work: Path) -> dict:
-    """Export the deployed front-end (thresholds included) as an hls4ml project and check its C simulation
+    """Export the deployed front-end (thresholds included) as an HLS project and check its C simulation
     against the emulator bit for bit on zero-bias, signal and edge vectors (with a progress bar of its steps)."""
     from .runlog import steps
 
@@ -175,12 +175,9 @@ def stage_hls(ctx: StageContext, work: Path) -> dict:
 
 
 def _stage_hls(ctx: StageContext, work: Path, step) -> dict:
-    import contextlib
-    import io
-
     import l1ad.firmware as firmware
     from l1ad.firmware.hls import export_hls, verify_project
-    from l1ad.firmware.hls.frontends import framework_agreement, qmodel_from_trained
+    from l1ad.firmware.hls.frontends import framework_agreement
     from l1ad.firmware.hls.vectors import make_vectors
     from l1ad.trigger.modeldir import load_model
 
@@ -188,10 +185,8 @@ def _stage_hls(ctx: StageContext, work: Path, step) -> dict:
     fe = cfg.models.deploy
     tm = load_model(ctx.path("train") / fe)
     q = firmware.QModel.load(ctx.path("rates") / fe / "qmodel.json")
-    step("convert the trained model with hls4ml")
-    _, source = qmodel_from_trained(tm, work / "source", input_format=cfg.firmware.input_format)
-    with contextlib.redirect_stdout(io.StringIO()):  # hls4ml prints its topology walk
-        project = export_hls(q, source, work / "project", cfg.firmware.hls)
+    step("write the HLS project from the IR")
+    project = export_hls(q, None, work / "project", cfg.firmware.hls)
     n = cfg.firmware.hls_verify_events
     step(f"compile the C simulation and run {n:,} vectors per set")
     sets = make_vectors(q, n, seed=cfg.seed)

@@ -51,7 +51,6 @@ def test_threshold_codes_outside_the_score_format_are_refused():
 
 
 def test_hls_export_refuses_a_users_folder(tmp_path):
-    pytest.importorskip("hls4ml")
     from l1ad.firmware.hls import HLSExportError, export_hls
 
     m = _net(16, 16)
@@ -60,25 +59,29 @@ def test_hls_export_refuses_a_users_folder(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(HLSExportError, match="non-empty folder that is not an l1ad HLS project"):
-        export_hls(q, m, out)
+        export_hls(q, None, out)
     assert (out / "notes.txt").read_text() == "keep me" and len(list(out.iterdir())) == 1
 
 
 def test_hls_export_replaces_only_an_earlier_l1ad_project(tmp_path):
-    pytest.importorskip("hls4ml")
     from l1ad.firmware.hls import HLSExportError, export_hls
-    from l1ad.firmware.hls.project import PROJECT_FILE
+    from l1ad.firmware.hls.project import PROJECT_FILE, hls4ml_templates
+
+    try:
+        hls4ml_templates()
+    except HLSExportError:  # pragma: no cover
+        pytest.skip("the HLS project copies hls4ml's installed ap_types / nnet_utils headers")
 
     m = _net(16, 16)
     q = import_qkeras(m)
     f = tmp_path / "a_file"
     f.write_text("keep me")
     with pytest.raises(HLSExportError, match="is a file, not a folder"):
-        export_hls(q, m, f)
+        export_hls(q, None, f)
     assert f.read_text() == "keep me"
     out = tmp_path / "proj"
-    export_hls(q, m, out)
+    export_hls(q, None, out)
     assert (out / PROJECT_FILE).is_file()
     (out / "stale.txt").write_text("old run")
-    export_hls(q, m, out)  # an earlier l1ad project is replaced as a whole
+    export_hls(q, m, out)  # an earlier l1ad project is replaced as a whole (the framework model is ignored)
     assert (out / PROJECT_FILE).is_file() and not (out / "stale.txt").exists()

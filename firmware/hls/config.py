@@ -1,4 +1,4 @@
-"""Configuration of the hls4ml export (pydantic): target part and clock, hls4ml I/O type and strategy."""
+"""Configuration of the HLS export (pydantic): target part and clock, I/O type and strategy."""
 from __future__ import annotations
 
 import re
@@ -19,11 +19,12 @@ class HLSConfig(BaseModel):
     part: str = "xcvu13p-flga2577-2-e"
     #: clock period in ns (4.167 ns = 240 MHz, the CMS L1 Global Trigger clock)
     clock_period_ns: float = Field(4.167, gt=0)
-    clock_uncertainty: str = "27%"  # hls4ml's Vitis default
+    clock_uncertainty: str = "27%"  # the hls4ml Vitis default
     backend: Literal["Vitis"] = "Vitis"
     io_type: Literal["io_parallel"] = "io_parallel"
     strategy: Literal["Latency"] = "Latency"
-    reuse_factor: int = Field(1, ge=1)
+    #: the top level is pipelined with II=1 and every multiplication unrolled: reuse factor 1 only
+    reuse_factor: Literal[1] = 1
     #: test vectors (inputs and expected outputs from the emulator) written to tb_data/ for Vitis csim / cosim
     tb_vectors: int = Field(1000, ge=1)
 

@@ -1,7 +1,7 @@
 """C simulation of an exported project and its bit-for-bit check against the emulator.
 
-The project's ``build_lib.sh`` (hls4ml's, g++ with hls4ml's bundled ap_types; no Vivado/Vitis needed) compiles
-the patched ``firmware/<P>.cpp`` and the l1ad bridge into a shared library; ``CSim`` calls its batch function
+The project's ``build_lib.sh`` (g++ with the bundled ap_types; no Vivado/Vitis needed) compiles
+``firmware/<P>.cpp`` (network and top level) and the l1ad bridge into a shared library; ``CSim`` calls its batch function
 ``l1ad_batch`` on integer codes through ctypes (no per-event Python, no float conversions), split over threads.
 ``verify`` runs the emulator and the C simulation on the same raw input codes and counts mismatches per output
 (network output values, score codes, trigger bits); zero is the only passing result.
@@ -24,7 +24,7 @@ import numpy as np
 
 from l1ad.firmware.ir import QModel
 
-from .convert import HLSExportError
+from .errors import HLSExportError
 
 _I64P = ctypes.POINTER(ctypes.c_longlong)
 #: the coverage counts (rounding, ties, saturation per tensor) are taken on this many of the verified events
@@ -37,7 +37,7 @@ def build_library(project_dir: str | Path, project_name: str, *, timeout: float 
     d = Path(project_dir)
     script = d / "build_lib.sh"
     if not script.is_file():
-        raise FileNotFoundError(f"{script} not found: not an exported hls4ml project")
+        raise FileNotFoundError(f"{script} not found: not an exported l1ad HLS project")
     if shutil.which("g++") is None:
         raise RuntimeError("g++ not found: the C simulation needs a C++ compiler (apt-get install g++)")
     proc = subprocess.run(["bash", "build_lib.sh"], cwd=d, capture_output=True, text=True, timeout=timeout)

@@ -1,7 +1,9 @@
-"""A trained model directory (trigger.modeldir) -> QModel + the framework model hls4ml converts.
+"""What `l1ad export` takes -> QModel (+ the framework model, for the framework-vs-emulator agreement).
 
-QKeras:   firmware.import_qkeras(deployed Keras model)            -> hls4ml from the Keras model
-Brevitas: export QONNX (TorchScript exporter) -> firmware.import_qonnx -> hls4ml from the same QONNX file
+QKeras:   firmware.import_qkeras(deployed Keras model)
+Brevitas: export QONNX (TorchScript exporter) -> firmware.import_qonnx
+The HLS project is built from the QModel alone; the framework model only serves the agreement check
+(its own prediction vs the emulator).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from l1ad.firmware.ir import QModel
 
-from .convert import HLSExportError
+from .errors import HLSExportError
 
 #: raw L1 hardware-unit codes: pT up to 65535 (16-bit unsigned field), eta +-460, phi [-288, 288)
 DEFAULT_INPUT_FORMAT = "ap_int<18>"
@@ -22,8 +24,8 @@ QONNX_FILE = "model.qonnx.onnx"
 
 def qmodel_from_trained(tm: Any, work_dir: str | Path, *, input_format: str = DEFAULT_INPUT_FORMAT,
                         thresholds: Iterable[int] = ()) -> tuple[QModel, Any]:
-    """(QModel, source for export_hls) of a trigger.modeldir.TrainedModel. Brevitas models are exported to
-    ``work_dir/model.qonnx.onnx`` first."""
+    """(QModel, framework source) of a trigger.modeldir.TrainedModel. Brevitas models are exported to
+    ``work_dir/model.qonnx.onnx`` first (the QONNX file the IR is imported from)."""
     from l1ad.firmware import import_qkeras, import_qonnx
 
     score = "mse" if tm.arch.kind == "ae" else "mu2"
@@ -85,8 +87,8 @@ def load_source(path: str | Path, work_dir: str | Path, *, input_format: str | N
                 softmax: str = "refuse") -> tuple[QModel, Any, Any]:
     """(QModel, framework source or None, trained model or None) of what a user passes on the command line:
     a Keras .h5/.keras file (QKeras layers), a QONNX .onnx file, a trained model directory, or a qmodel.json (or a
-    folder holding one: an earlier export). The framework source is what export_hls converts and what the
-    framework agreement runs; a qmodel.json has none."""
+    folder holding one: an earlier export). The framework source is what the framework agreement runs; a
+    qmodel.json has none."""
     from l1ad.firmware import import_qkeras, import_qonnx
 
     p = Path(path)
@@ -131,8 +133,18 @@ def source_agreement(q: QModel, source: Any, trained: Any, x_codes: np.ndarray) 
         from l1ad.firmware.import_qonnx import compare_qonnx
 
         return compare_qonnx(q, source, xv)
-    from .convert import keras_for_hls4ml
-
     if not q.input.is_identity:
         raise HLSExportError("a Keras source with input scaling: compare through the trained model directory")
-    return _output_agreement("qkeras_predict", q, xv, keras_for_hls4ml(source).predict(xv, verbose=0, batch_size=4096))
+    return _output_agreement("qkeras_predict", q, xv, keras_logits(source).predict(xv, verbose=0, batch_size=4096))
+
+
+def keras_logits(model: Any):
+    """The Keras model without a trailing softmax activation (the IR holds the logits when it was imported with
+    softmax="drop"); otherwise the model itself."""
+    from tensorflow import keras
+
+    out_layer, node_index, _ = model.outputs[0]._keras_history
+    if len(model.outputs) == 1 and getattr(getattr(out_layer, "activation", None), "__name__", "") == "softmax" \
+            and type(out_layer).__name__ in ("Activation", "QActivation"):
+        return keras.Model(model.inputs, out_layer._inbound_nodes[node_index].input_tensors, name=model.name)
+    return model

@@ -85,7 +85,7 @@ def _edge(q: QModel, n: int, seed: int) -> np.ndarray:
     rest = n - len(x)
     if rest > 0:
         x = np.concatenate([x, rng.integers(lo, hi + 1, size=(rest, q.n_inputs))])
-    return x[:n].astype(np.int64)
+    return np.clip(x[:n], lo, hi).astype(np.int64)  # e.g. the all -1 event of an unsigned input format
 
 
 def make_vectors(q: QModel, n: int, *, seed: int = 0) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""`l1ad export`: export a trained model to firmware. Subcommands: `hls` (hls4ml project, C-simulation check)."""
+"""`l1ad export`: export a trained model to firmware. Subcommands: `hls` (Vitis HLS project, C-simulation check)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import click
 
 @click.group("export")
 def command() -> None:
-    """Export a trained model: the IR, hls4ml project, Verilog RTL."""
+    """Export a trained model: the IR, HLS project, Verilog RTL."""
 
 
 @command.command("hls")
@@ -30,16 +30,14 @@ def command() -> None:
 @click.option("--drop-softmax", is_flag=True, help="Import a trailing softmax as its logits (argmax unchanged).")
 def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | None, rates_json: Path | None,
         config_path: Path | None, input_format: str | None, seed: int, drop_softmax: bool) -> None:
-    """Write an hls4ml project (Vitis, io_parallel, Latency) for MODEL_DIR (a trained model directory, a Keras
-    .h5/.keras file or a QONNX .onnx file), with the input scaling,
-    anomaly score and threshold comparators in the top level; precisions from the quantized-model IR."""
-    import contextlib
-    import io
+    """Write a Vitis HLS project (io_parallel, Latency) for MODEL_DIR (a trained model directory, a Keras
+    .h5/.keras file, a QONNX .onnx file or a qmodel.json), built from the quantized-model IR: the network layer by
+    layer (hls4ml's nnet_utils for dense layers), with the input scaling, anomaly score and threshold
+    comparators in the top level."""
     import shutil
     import tempfile
 
     from l1ad.firmware.hls import HLSConfig, export_hls, verify_project
-    from l1ad.firmware.hls import HLSExportError
     from l1ad.firmware.hls.frontends import QONNX_FILE, load_source, source_agreement, thresholds_from_rates
     from l1ad.firmware.hls.vectors import make_vectors
     from l1ad.trigger.atomic import write_json_atomic
@@ -63,19 +61,14 @@ def hls(model_dir: Path, out_dir: Path, n_verify: int, threshold_codes: str | No
     with tempfile.TemporaryDirectory(prefix="l1ad-export-") as work:
         q, source, tm = load_source(model_dir, work, input_format=input_format,
                                     softmax="drop" if drop_softmax else "refuse")
-        if source is None:
-            raise HLSExportError(f"{model_dir}: a qmodel.json holds no framework model for hls4ml to convert; give the "
-                                 f"Keras/QONNX file or the trained model directory")
         if codes:
             q = q.with_thresholds(codes)
         if rates_json is not None:
             q = q.with_thresholds(thresholds_from_rates(q, rates_json))
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log):  # hls4ml prints its topology walk
-            project = export_hls(q, source, out_dir, cfg)
+        project = export_hls(q, None, out_dir, cfg)
         if isinstance(source, Path) and source.resolve() != (out_dir / QONNX_FILE).resolve():
             shutil.copyfile(source, out_dir / QONNX_FILE)
-    click.echo(f"wrote {out_dir} ({project.source_kind} -> hls4ml {cfg.backend}, top '{cfg.project_name}', "
+    click.echo(f"wrote {out_dir} ({project.source_kind} IR -> {cfg.backend} HLS, top '{cfg.project_name}', "
                f"part {cfg.part}, {cfg.clock_period_ns} ns)")
     for w in q.warnings:
         click.echo(f"  IR warning: {w}")
