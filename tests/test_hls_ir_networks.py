@@ -26,6 +26,10 @@ try:
     from l1ad.firmware.ir import AffineLayer  # noqa: E402
 except ImportError:  # pragma: no cover - the op arrived in the same release
     AffineLayer = None
+try:
+    from l1ad.firmware.ir import ConvLayer  # noqa: E402
+except ImportError:  # pragma: no cover - the op arrived in the same release
+    ConvLayer = None
 
 N_EVENTS = 30_000
 N_UNIFORM = 10_000
@@ -114,7 +118,24 @@ def net_affine():
     return _with_thresholds(q, 4)
 
 
-NETS = {"exact_mse": net_exact_mse, "narrow_mu2": net_narrow_mu2, "plain": net_plain, "affine": net_affine}
+def net_conv():
+    """Conv1D (stride 2, valid, relu) -> Conv2D (same padding, linear) -> dense, mu2 score, thresholds."""
+    rng = np.random.default_rng(505)
+    n = 24  # (12, 2)
+    inp = InputSpec("ap_int<10>", rng.integers(-8, 8, n), rng.integers(0, 3, n))
+    layers = [
+        ConvLayer("c1", _codes(rng, "ap_fixed<6,1>", (3, 2, 4)), "ap_fixed<6,1>", _codes(rng, "ap_fixed<6,2>", 4),
+                  "ap_fixed<6,2>", (12, 2), (2,), "valid", "relu", "ap_ufixed<8,3,RND,SAT>"),  # -> (5, 4)
+        ConvLayer("c2", _codes(rng, "ap_fixed<6,1>", (2, 2, 1, 3)), "ap_fixed<6,1>", _codes(rng, "ap_fixed<6,2>", 3),
+                  "ap_fixed<6,2>", (5, 4, 1), (1, 1), "same", "linear", "ap_fixed<9,4,RND_CONV,SAT>"),  # -> (5, 4, 3)
+        _dense(rng, "out", 60, 5, "ap_fixed<6,1>", "ap_fixed<6,2>", "linear", "ap_fixed<8,4,RND,SAT>"),
+    ]
+    q = QModel(inp, "ap_fixed<10,5,RND_CONV,SAT>", layers, ScoreSpec("mu2"), name="conv")
+    return _with_thresholds(q, 5)
+
+
+NETS = {"exact_mse": net_exact_mse, "narrow_mu2": net_narrow_mu2, "plain": net_plain, "affine": net_affine,
+        "conv": net_conv}
 _BUILT: dict = {}
 
 
@@ -125,8 +146,8 @@ def project(tmp_path_factory):
 
     def get(name):
         if name not in _BUILT:
-            if name == "affine" and AffineLayer is None:
-                pytest.skip("firmware.ir has no AffineLayer yet")
+            if (name == "affine" and AffineLayer is None) or (name == "conv" and ConvLayer is None):
+                pytest.skip(f"firmware.ir has no {name} layer yet")
             q = NETS[name]()
             prj = export_hls(q, None, tmp_path_factory.mktemp("hls_ir") / name, HLSConfig(tb_vectors=200))
             _BUILT[name] = (prj, CSim(prj.path, prj.name))
@@ -245,3 +266,19 @@ def test_constants_wider_than_a_double_are_refused(tmp_path):
                                              "than 53 bits"):
         export_hls(q, None, tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_cli_export_hls_from_a_qmodel_json(tmp_path, capsys):
+    """`l1ad export hls qmodel.json --verify N`: no framework model needed; C-sim vs emulator only."""
+    from l1ad.cli import main
+
+    q = net_affine() if AffineLayer is not None else net_exact_mse()
+    path = q.save(tmp_path / "qmodel.json")
+    out = tmp_path / "prj"
+    assert main(["export", "hls", str(path), "--out", str(out), "--verify", "3000", "--seed", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "no source framework model (a qmodel.json)" in text
+    rep = json.loads((out / "verification.json").read_text())
+    assert rep["passed"] and rep["n_events"] == 3000 and rep["mismatches"] == {"outputs": 0, "score": 0, "trigger": 0}
+    assert set(rep["framework_vs_emulator"].values()) == {None}
+    assert QModel.load(out / "qmodel.json") == q

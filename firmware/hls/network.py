@@ -17,6 +17,7 @@ Handlers:
           hls4ml order (firmware.ir module doc), which is the exact sum when the accumulator is exact. The
           result array is accum_t; the handler's own loop then applies relu on the accumulator and assigns to the
           output type (the IR's requantization: rounding, then overflow).
+  conv    its dense view (lowered matrix, exact accumulator) through the dense handler.
   affine  a loop of its own: ``accum_t a = in[j] * scale[j] + offset[j]`` (the ap_fixed product and sum are
           exact, and the IR's affine accumulator always holds them), relu, assignment to the output type.
 
@@ -136,11 +137,14 @@ def _weights_header(n: str, arrays: list[tuple[str, str, FixedFormat, list[int],
     return "\n".join(lines)
 
 
-def dense_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t: str) -> LayerCode:
-    L = q.layers[i]
-    wt, bt, at = f"{n}_weight_t", f"{n}_bias_t", f"{n}_accum_t"
+def dense_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t: str, *, view=None,
+               weight_name: str = "weight") -> LayerCode:
+    """A dense layer (or `view`, the dense view of layer i) through nnet::dense_latency."""
+    orig = q.layers[i]
+    L = orig if view is None else view
+    wt, bt, at = f"{n}_{weight_name}_t", f"{n}_bias_t", f"{n}_accum_t"
     types = [
-        f"// {L.name}: {L.describe()}" + ("" if q.layer_exact(i) else " (accumulator narrower than exact: hls4ml order)"),
+        f"// {L.name}: {orig.describe()}" + ("" if q.layer_exact(i) else " (accumulator narrower than exact: hls4ml order)"),
         _typedef(wt, L.weight_format, "weights"),
         _typedef(bt, L.bias_format, "bias"),
         _typedef(at, L.accum_format, "accumulator (products are converted to it, then summed in input order)"),
@@ -164,13 +168,13 @@ def dense_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t:
     weights = _weights_header(n, [(wt, f"w_{n}", L.weight_format, w, f"layer {L.name} weights"),
                                   (bt, f"b_{n}", L.bias_format, [int(v) for v in L.bias.tolist()], f"layer {L.name} bias")])
     body = [
-        f"    // {L.name}: {L.describe()}",
+        f"    // {L.name}: {orig.describe()}" + ("" if view is None else " (its dense view: the lowered matrix)"),
         f"    {at} {n}_acc[{L.n_out}];",
         f"    #pragma HLS ARRAY_PARTITION variable={n}_acc complete dim=0",
         f"    nnet::dense_latency<{src_t}, {at}, config_{n}>({src}, {n}_acc, w_{n}, b_{n});",
         *_act_and_assign(n, at, dst_t, f"{n}_acc", dst, L.n_out, L.activation == "relu"),
     ]
-    prec = [(f"{L.name}.weight", str(L.weight_format), wt), (f"{L.name}.bias", str(L.bias_format), bt),
+    prec = [(f"{L.name}.{weight_name}", str(L.weight_format), wt), (f"{L.name}.bias", str(L.bias_format), bt),
             (f"{L.name}.accum", str(L.accum_format), at), (f"{L.name}.out", str(L.output_format), dst_t)]
     return LayerCode(types, config, weights, body, prec)
 
@@ -203,9 +207,16 @@ def affine_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t
     return LayerCode(types, [], weights, body, prec)
 
 
+def conv_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t: str) -> LayerCode:
+    """A convolution as its dense view (the lowered (n_in, n_out) matrix, the bias repeated per position) through
+    nnet::dense_latency. The IR's conv accumulator is always exact, so the view's zero products and the summation
+    order change no value; Vitis drops the products by constant zeros when it unrolls the layer."""
+    return dense_code(q, i, n, src, src_t, dst, dst_t, view=q.layers[i].dense_view(), weight_name="kernel")
+
+
 Handler = Callable[[QModel, int, str, str, str, str, str], LayerCode]
 #: layer kind -> handler (q, layer index, C name, input array, input type, output array, output type)
-HANDLERS: Mapping[str, Handler] = {"dense": dense_code, "affine": affine_code}
+HANDLERS: Mapping[str, Handler] = {"dense": dense_code, "affine": affine_code, "conv": conv_code}
 
 
 @dataclass(frozen=True)
@@ -272,8 +283,8 @@ def network_code(q: QModel, project: str) -> NetworkCode:
         if c.config:
             params += c.config + [""]
     params += ["#endif", ""]
-    arrays = [f"w_{n}" if L.kind == "dense" else f"s_{n}" for L, n in zip(q.layers, names)]
-    arrays += [f"b_{n}" if L.kind == "dense" else f"o_{n}" for L, n in zip(q.layers, names)]
+    arrays = [f"s_{n}" if L.kind == "affine" else f"w_{n}" for L, n in zip(q.layers, names)]
+    arrays += [f"o_{n}" if L.kind == "affine" else f"b_{n}" for L, n in zip(q.layers, names)]
     fn = [
         "// the network (generated from the QModel's layers by firmware.hls.network), inlined into the top level",
         f"static void {project}_network(input_t xq[N_INPUT], result_t y[N_OUTPUT]) {{",

@@ -122,7 +122,7 @@ def precision_table(q: QModel, net_rows: list[dict]) -> list[dict]:
         if t.endswith(".product"):
             layer = t[: -len(".product")]
             rows += [r for k, r in by_tensor.items() if k.startswith(layer + ".") and k.rsplit(".", 1)[1]
-                     in ("weight", "bias", "scale", "offset")]
+                     in ("weight", "kernel", "bias", "scale", "offset")]
             rows.append({"tensor": t, "format": str(f), "cpp": cpp_type(f), "typedef": ""})  # exact, not stored
             continue
         td = by_tensor[t]["typedef"] if t in by_tensor else named.get(t, "")
