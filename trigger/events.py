@@ -3,6 +3,10 @@
 Layout of the 19 L1 objects (the CMS Global Trigger anomaly-detection input, as in ADC2021):
 row 0 MET, rows 1-4 e/gamma, rows 5-8 muons, rows 9-18 jets. Each row holds (pT [GeV], eta, phi [rad]);
 absent objects are zero rows. Objects of one type are sorted by decreasing pT.
+
+Optionally every event also carries a calorimeter-region image (`EventBatch.calo`, (N, 18, 14) uint16: phi x eta
+regions, E_T in 0.5 GeV codes saturated at 1023; see trigger.calo), the CICADA-style trigger's input; None when the
+source has none.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from . import calo as _calo
 from .errors import UserInputError
 
 N_OBJECTS = 19
@@ -80,6 +85,24 @@ def _int16(values, field: str, source: str | None) -> np.ndarray:
     return arr.astype(np.int16)
 
 
+def calo_codes(values, source: str | None = None, field: str = "calo") -> np.ndarray:
+    """Calorimeter-region images as uint16 codes: shape (N, 18, 14), integers in [0, ET_MAX], else an
+    EventDataError naming `source` and `field`."""
+    arr = _real(values, field, source)
+    shape = (_calo.N_PHI, _calo.N_ETA)
+    if arr.ndim != 3 or arr.shape[1:] != shape:
+        raise EventDataError(f"expected shape (N, {shape[0]}, {shape[1]}) (phi x eta regions), got {arr.shape}",
+                             source=source, field=field)
+    if arr.size:
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise EventDataError("region E_T codes must be integers (units of 0.5 GeV)", source=source, field=field)
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi > _calo.ET_MAX:
+            raise EventDataError(f"region E_T code {lo if lo < 0 else hi:.0f} is outside [0, {_calo.ET_MAX}] (10 bits, "
+                                 f"{_calo.ET_LSB} GeV per code)", source=source, field=field)
+    return arr.astype(np.uint16)
+
+
 def slot_rows(name: str) -> slice:
     """Rows of the (19, 3) object array that hold objects of type `name` (MET, EGamma, Muon, Jet)."""
     for n, _, first, count in OBJECT_SLOTS:
@@ -91,7 +114,8 @@ def slot_rows(name: str) -> slice:
 @dataclass(frozen=True)
 class EventBatch:
     """N events: L1 objects (N, 19, 3) float32, weights (N,), integer process codes (N,) with their names,
-    pile-up multiplicity (N,), and offline quantities (dict of (N,) float32 arrays, keys OFFLINE_FIELDS)."""
+    pile-up multiplicity (N,), offline quantities (dict of (N,) float32 arrays, keys OFFLINE_FIELDS) and
+    optionally calorimeter-region images `calo` (N, 18, 14) uint16 (trigger.calo; None when absent)."""
 
     objects: np.ndarray
     weight: np.ndarray
@@ -99,6 +123,7 @@ class EventBatch:
     process_names: tuple[str, ...]
     npu: np.ndarray
     offline: Mapping[str, np.ndarray] = field(default_factory=dict)
+    calo: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -111,10 +136,12 @@ class EventBatch:
         process_names: Iterable[str] = ("unknown",),
         npu: np.ndarray | None = None,
         offline: Mapping[str, np.ndarray] | None = None,
+        calo: np.ndarray | None = None,
         source: str | None = None,
         allow_negative_weights: bool = False,
     ) -> "EventBatch":
-        """Validated construction; missing weights default to 1, a string `process` labels every event."""
+        """Validated construction; missing weights default to 1, a string `process` labels every event;
+        `calo`: optional (N, 18, 14) region-E_T codes (integers in [0, 1023]), stored as uint16."""
         objects = _real(objects, "objects", source, np.float32)
         n = objects.shape[0] if objects.ndim >= 1 else 0
         names = tuple(process_names)
@@ -128,6 +155,7 @@ class EventBatch:
             process_names=names,
             npu=np.zeros(n, dtype=np.int16) if npu is None else _int16(npu, "npu", source),
             offline={k: _real(v, k, source, np.float32) for k, v in (offline or {}).items()},
+            calo=None if calo is None else calo_codes(calo, source),
         )
         batch.validate(source=source, allow_negative_weights=allow_negative_weights)
         return batch
@@ -168,6 +196,18 @@ class EventBatch:
                 raise EventDataError(f"expected shape ({n},), got {v.shape}", source=source, field=k)
             if not np.isfinite(v).all():
                 raise EventDataError("NaN or inf values", source=source, field=k)
+        if self.calo is not None:
+            c = self.calo
+            shape = (n, _calo.N_PHI, _calo.N_ETA)
+            if not isinstance(c, np.ndarray) or c.dtype != np.uint16:
+                raise EventDataError(f"must be a uint16 array, got {getattr(c, 'dtype', type(c).__name__)} (EventBatch.build "
+                                     "converts integer codes)", source=source, field="calo")
+            if c.shape != shape:
+                raise EventDataError(f"expected shape {shape} (events x phi x eta regions), got {c.shape}",
+                                     source=source, field="calo")
+            if c.size and int(c.max()) > _calo.ET_MAX:
+                raise EventDataError(f"region E_T code {int(c.max())} exceeds the 10-bit maximum {_calo.ET_MAX}",
+                                     source=source, field="calo")
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -206,7 +246,19 @@ class EventBatch:
             self,
             objects=self.objects[s], weight=self.weight[s], process=self.process[s], npu=self.npu[s],
             offline={k: v[s] for k, v in self.offline.items()},
+            calo=None if self.calo is None else self.calo[s],
         )
+
+    @property
+    def has_calo(self) -> bool:
+        """True when the batch carries calorimeter-region images."""
+        return self.calo is not None
+
+    def with_calo(self, calo: np.ndarray | None) -> "EventBatch":
+        """A copy with these calorimeter-region images (validated; None removes them)."""
+        out = replace(self, calo=None if calo is None else calo_codes(calo, None))
+        out.validate(allow_negative_weights=True)
+        return out
 
     def with_weight(self, weight: np.ndarray) -> "EventBatch":
         """A copy with new weights (validated)."""
@@ -216,7 +268,8 @@ class EventBatch:
 
     @staticmethod
     def concat(batches: Iterable["EventBatch"]) -> "EventBatch":
-        """Concatenate batches, merging their process name tables. Offline fields kept if all have them."""
+        """Concatenate batches, merging their process name tables. Offline fields and calorimeter images are kept
+        if all batches have them."""
         batches = list(batches)
         if not batches:
             raise ValueError("concat of no batches")
@@ -233,6 +286,7 @@ class EventBatch:
             process_names=tuple(names),
             npu=np.concatenate([b.npu for b in batches]),
             offline={k: np.concatenate([b.offline[k] for b in batches]) for k in sorted(keys)},
+            calo=np.concatenate([b.calo for b in batches]) if all(b.calo is not None for b in batches) else None,
         )
 
     def summary(self) -> dict:
@@ -250,7 +304,10 @@ class EventBatch:
             return NotImplemented
         return (
             self.process_names == other.process_names
-            and all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self) if f.name not in ("process_names", "offline"))
+            and all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
+                    if f.name not in ("process_names", "offline", "calo"))
+            and (self.calo is None) == (other.calo is None)
+            and (self.calo is None or np.array_equal(self.calo, other.calo))
             and set(self.offline) == set(other.offline)
             and all(np.array_equal(self.offline[k], other.offline[k]) for k in self.offline)
         )

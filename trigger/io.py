@@ -5,7 +5,9 @@ HDF5 layout (compatible with the ADC2021 challenge files, which load unchanged):
   Particles_Names    (4,)  bytes       b"Pt", b"Eta", b"Phi", b"Class"
   Particles_Classes  (4,)  bytes       b"MET_class_1", b"Four_Ele_class_2", b"Four_Mu_class_3", b"Ten_Jet_class_4"
 l1ad's extra fields (all optional when reading): Weight (N,), Process (N,) int16 with attribute `names` (JSON list),
-NPU (N,) int16, and a group Offline holding one (N,) dataset per offline field.
+NPU (N,) int16, a group Offline holding one (N,) dataset per offline field, and CaloRegions (N, 18, 14) uint16:
+the calorimeter-region images (phi x eta regions, E_T in 0.5 GeV codes saturated at 1023, see trigger.calo; its
+attributes record the axes, the LSB and the region edges). A file without CaloRegions loads with `calo` None.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from . import calo as calo_regions
 from .atomic import atomic_path
 from .errors import WRITE_ERRNOS, write_failed
 from .events import (
@@ -27,6 +30,7 @@ from .events import (
     ROW_CLASS,
     EventBatch,
     EventDataError,
+    calo_codes,
     slot_rows,
 )
 
@@ -34,6 +38,8 @@ ADC_CLASS_NAMES = ("MET_class_1", "Four_Ele_class_2", "Four_Mu_class_3", "Ten_Je
 DEFAULT_CHUNK = 200_000
 HDF5_SUFFIXES = (".h5", ".hdf5")
 ROOT_SUFFIXES = (".root",)
+#: the dataset holding the calorimeter-region images
+CALO_DATASET = "CaloRegions"
 
 
 # ---------------------------------------------------------------------------------------------- HDF5
@@ -81,6 +87,12 @@ def write_events(path: str | os.PathLike, batch: EventBatch, *, compression: str
         g = f.create_group("Offline")
         for k, v in batch.offline.items():
             g.create_dataset(k, data=v, **kw)
+        if batch.calo is not None:
+            shape = (n, calo_regions.N_PHI, calo_regions.N_ETA)
+            d = f.create_dataset(CALO_DATASET, data=batch.calo.astype(np.uint16), shape=shape,
+                                 chunks=(min(max(n, 1), 4096), *shape[1:]) if n else None, **kw)
+            for k, v in calo_regions.ATTRS.items():
+                d.attrs[k] = v
         f.attrs["l1ad_format"] = 1
 
     return write_h5_atomic(path, fill)
@@ -140,7 +152,8 @@ def _open_h5(path: Path):
 
 #: what a reader expects, for the messages: the ADC2021 layout and l1ad's optional fields
 LAYOUT = ("an ADC2021-layout file: dataset 'Particles' (N, 19, 4) of real numbers [Pt, Eta, Phi, Class]; "
-          "optional datasets Weight (N,), Process (N,) integers, NPU (N,) integers, and a group Offline of (N,) datasets")
+          "optional datasets Weight (N,), Process (N,) integers, NPU (N,) integers, CaloRegions (N, 18, 14) integers, "
+          "and a group Offline of (N,) datasets")
 
 
 def _dataset(f, name: str, path: Path):
@@ -174,6 +187,20 @@ def _read_dataset(f, name: str, path: Path, sl: slice, n: int):
         return d[sl]
     except OSError as e:
         raise EventDataError(f"cannot read (corrupt file?): {e}", source=str(path), field=name) from None
+
+
+def _read_calo(f, path: Path, sl: slice, n: int) -> np.ndarray:
+    """The calorimeter-region images of events `sl`: shape (n, 18, 14), integer codes (range checked by build)."""
+    d = _dataset(f, CALO_DATASET, path)
+    shape = (n, calo_regions.N_PHI, calo_regions.N_ETA)
+    if d.shape != shape:
+        raise EventDataError(f"expected shape {shape} (events x phi x eta regions, matching Particles), got {d.shape}",
+                             source=str(path), field=CALO_DATASET)
+    try:
+        raw = d[sl]
+    except OSError as e:
+        raise EventDataError(f"cannot read (corrupt file?): {e}", source=str(path), field=CALO_DATASET) from None
+    return calo_codes(raw, str(path), CALO_DATASET)
 
 
 def _read_h5(f, path: Path, start: int, stop: int | None, allow_negative_weights: bool) -> EventBatch:
@@ -215,6 +242,7 @@ def _read_h5(f, path: Path, start: int, stop: int | None, allow_negative_weights
             offline[k] = _read_dataset(f, f"Offline/{k}", path, sl, n)
     return EventBatch.build(
         p[:, :, :N_FEATURES],
+        calo=_read_calo(f, path, sl, n) if CALO_DATASET in f else None,
         weight=_read_dataset(f, "Weight", path, sl, n) if "Weight" in f else None,
         process=process,
         process_names=names,

@@ -3,11 +3,17 @@
 Background: Poisson object multiplicities, log-normal pT, Gaussian eta, uniform phi, on the L1 grid.
 Signal: the same with extra, harder muons and jets (a shifted Gaussian in log pT), so an autoencoder
 trained on background scores it higher. Not physics: use `trigger.generation` for the real default data.
+
+With `calo=True` (the default) every event also gets a calorimeter-region image (trigger.calo.toy_images): Poisson
+pile-up (mean 20, recorded in `npu`) as diffuse region energy, and every e/gamma and jet as a 2-4 region cluster at
+its eta/phi; signal images therefore hold more and harder clusters. The image draws come from their own random
+stream, so the L1 objects are the same with or without images.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .calo import toy_images
 from .events import N_FEATURES, N_OBJECTS, EventBatch, slot_rows
 from .l1units import to_grid
 
@@ -16,8 +22,13 @@ _BACKGROUND = {"EGamma": (0.6, 2.8, 0.5, 1.2), "Muon": (0.2, 2.5, 0.5, 1.2), "Je
 _SIGNAL_SHIFT = {"EGamma": (0.5, 0.6), "Muon": (1.5, 0.8), "Jet": (0.5, 0.7)}
 
 
-def toy_events(n: int, *, signal: bool = False, seed: int = 0, process: str | None = None) -> EventBatch:
-    """`n` toy events (background, or signal with harder and more frequent objects), unit weights."""
+#: mean pile-up of the toy images
+TOY_PILEUP_MEAN = 20.0
+
+
+def toy_events(n: int, *, signal: bool = False, seed: int = 0, process: str | None = None, calo: bool = True) -> EventBatch:
+    """`n` toy events (background, or signal with harder and more frequent objects), unit weights; with `calo`,
+    calorimeter-region images and their pile-up multiplicity."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = np.random.default_rng(seed)
@@ -44,10 +55,17 @@ def toy_events(n: int, *, signal: bool = False, seed: int = 0, process: str | No
     objects[:, 0, 2] = np.arctan2(py, px)
     objects = to_grid(objects)
     jets = objects[:, slot_rows("Jet")]
+    images = npu = None
+    if calo:
+        rng_calo = np.random.default_rng(np.random.SeedSequence([seed, 0xCA10]))
+        npu = rng_calo.poisson(TOY_PILEUP_MEAN, n)
+        images = toy_images(objects, rng_calo, npu=npu)
     return EventBatch.build(
         objects,
         process=process or ("toy_signal" if signal else "toy_background"),
+        npu=npu,
         offline={"mjj": _mjj(jets)},
+        calo=images,
     )
 
 

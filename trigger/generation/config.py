@@ -11,7 +11,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: bump when generator code changes what a given configuration produces (invalidates every cache entry)
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: calorimeter-region images (trigger.calo) stored with every process
 
 
 class DetectorConfig(BaseModel):

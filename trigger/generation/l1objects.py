@@ -14,11 +14,14 @@
   particles above 1 GeV (charged pile-up is removed by vertexing; this is the usual track + calorimeter
   isolation). At most 4 of each, by decreasing pT.
 Everything ends on the L1 grid (`trigger.l1units.to_grid`).
+* **Calorimeter regions** (`l1_objects_and_regions`): the same towers summed into the 18 x 14 (phi x eta, |eta| < 3)
+  region image of trigger.calo, floor(E_T / 0.5 GeV) per tower, saturated at 1023 per region: the CICADA input.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..calo import regions_from_towers
 from ..events import N_FEATURES, N_OBJECTS, slot_rows
 from ..l1units import to_grid
 from .config import DetectorConfig
@@ -31,9 +34,16 @@ _MUON = 13
 
 def l1_objects(parts: Particles, det: DetectorConfig, rng: np.random.Generator) -> np.ndarray:
     """The (N, 19, 3) L1 object array (pT, eta, phi) of every event, on the L1 grid."""
+    return l1_objects_and_regions(parts, det, rng)[0]
+
+
+def l1_objects_and_regions(parts: Particles, det: DetectorConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The L1 objects (as `l1_objects`, the same random draws) and the (N, 18, 14) uint16 calorimeter-region images
+    (trigger.calo) summed from the same towers."""
     n = parts.n_events
     objects = np.zeros((n, N_OBJECTS, N_FEATURES))
     towers = make_towers(parts, det, rng)
+    regions = regions_from_towers(towers["event"], towers["et"], towers["eta"], towers["phi"], n)
     # MET
     central = np.abs(towers["eta"]) < det.met_eta_max
     met_w = np.where(central, towers["et"], 0.0)
@@ -68,7 +78,7 @@ def l1_objects(parts: Particles, det: DetectorConfig, rng: np.random.Generator) 
         ok = (pt_meas > pt_min) & (iso < iso_max * pt_meas)
         sel = cand[ok]
         _fill(objects, name, parts.event[sel], pt_meas[ok], eta_all[sel], phi_all[sel], n)
-    return to_grid(objects)
+    return to_grid(objects), regions
 
 
 def _fill(objects: np.ndarray, name: str, event: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, n: int) -> None:

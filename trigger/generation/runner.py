@@ -73,7 +73,7 @@ def plan_chunks(cfg: GenerationConfig, process: Process) -> list[Chunk]:
 def run_chunk(chunk: Chunk, cfg_json: dict, pool: dict | None) -> dict:
     """Generate and reconstruct one chunk (runs on a worker). Returns plain numpy arrays and scalars."""
     from .config import GenerationConfig
-    from .l1objects import l1_objects
+    from .l1objects import l1_objects_and_regions
     from .offline import offline_fields
     from .particles import Particles, generate, make_pythia, overlay_pileup
     from .stitching import mpi_pt0, mpi_regularisation
@@ -98,7 +98,7 @@ def run_chunk(chunk: Chunk, cfg_json: dict, pool: dict | None) -> dict:
         return out
     rng = np.random.default_rng(np.random.SeedSequence([chunk.seed, 7]))
     pool_parts = Particles.from_arrays(pool) if pool is not None and cfg.pileup_mean > 0 else None
-    objects, npu, offline = [], [], {k: [] for k in OFFLINE_FIELDS}
+    objects, regions, npu, offline = [], [], [], {k: [] for k in OFFLINE_FIELDS}
     for lo in range(0, chunk.n_events, RECO_BATCH):
         hi = min(lo + RECO_BATCH, chunk.n_events)
         sub = parts.events(lo, hi)
@@ -108,13 +108,16 @@ def run_chunk(chunk: Chunk, cfg_json: dict, pool: dict | None) -> dict:
                                     primary_counted=p.pileup in ("soft", "crossing"))
         else:
             k = np.zeros(hi - lo, dtype=np.int64)
-        objects.append(l1_objects(sub, det, rng))
+        obj, reg = l1_objects_and_regions(sub, det, rng)
+        objects.append(obj)
+        regions.append(reg)
         npu.append(k)
         for key, v in offline_fields(sub, det).items():
             offline[key].append(v)
     out.update({
         "objects": np.concatenate(objects).astype(np.float32),
         "npu": np.concatenate(npu).astype(np.int16),
+        "calo": np.concatenate(regions).astype(np.uint16),
         **{f"offline_{k}": np.concatenate(v).astype(np.float32) for k, v in offline.items()},
         "cpu_reco": time.process_time() - t0 - t_gen,
     })
@@ -179,6 +182,7 @@ def process_batch(cfg: GenerationConfig, data: dict, name: str, weight: np.ndarr
         process=name,
         npu=data["npu"][keep],
         offline={k: data[f"offline_{k}"][keep] for k in OFFLINE_FIELDS},
+        calo=data["calo"][keep] if "calo" in data else None,
     )
 
 
@@ -405,7 +409,7 @@ def assemble(cfg: GenerationConfig, sample: str, data: dict[str, dict]) -> Event
         names = tuple(p.name for p in procs)
         remap = np.array([names.index(x) for x in batch.process_names], dtype=np.int16)
         batch = EventBatch.build(batch.objects, weight=batch.weight, process=remap[batch.process], process_names=names,
-                                 npu=batch.npu, offline=batch.offline)
+                                 npu=batch.npu, offline=batch.offline, calo=batch.calo)
     return batch
 
 
