@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .fixed import FixedFormat
-from .ir import AffineLayer, DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
+from .ir import AffineLayer, ConvLayer, DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
 from .requant import multiply_shift
 
 #: float32 significand: integers below 2**24 (times any power of two) are exact
@@ -77,7 +77,7 @@ def _layer_names(model: Any) -> list[str]:
         proto = model
     names = []
     for n in proto.graph.node:
-        if n.op_type in ("Gemm", "MatMul"):
+        if n.op_type in ("Gemm", "MatMul", "Conv"):
             parts = [p for p in n.name.split("/") if p]
             names.append(parts[0] if len(parts) > 1 else "")
     return names
@@ -261,13 +261,33 @@ def _walk(mw, names: Sequence[str]) -> tuple[tuple[FixedFormat, np.ndarray | Non
                                f"input tensor)")
     t = node.output[0]
     stages: list[dict] = []
+    dims = [d.dim_value for d in g.input[0].type.tensor_type.shape.dim][1:]
+    shape = tuple(int(d) for d in dims)  # channels first (C, H, W) / (C, L), as the graph holds it
+    if len(shape) > 1 and shape[0] != 1:
+        raise QonnxImportError(f"graph input of shape {shape} (channels first) with {shape[0]} channels: only one input "
+                               f"channel is supported (the IR is channels last)")
+    perm = None  # after a Flatten of a channels-first image: the next layer's input rows in channels-last order
     while t != out_name:
         node = _single_consumer(mw, t)
         if node is None:
             break
         idx = len(stages)
-        lname = names[idx] if idx < len(names) and names[idx] else f"dense_{idx + 1}"
+        lname = names[idx] if idx < len(names) and names[idx] else f"layer_{idx + 1}"
         bias = None
+        if node.op_type in ("Flatten", "Reshape"):
+            if len(shape) > 1:
+                perm = _chw_to_hwc(shape)
+                shape = (int(np.prod(shape)),)
+            t = node.output[0]
+            continue
+        if node.op_type == "Conv":
+            st = _conv_stage(mw, node, t, lname, shape)
+            shape = st.pop("next_shape")
+            t = st.pop("t")
+            stages.append(st)
+            continue
+        if len(shape) > 1:
+            raise QonnxImportError(f"node {node.name} ({node.op_type}) on a {len(shape)}-d tensor {shape}: flatten it first")
         if node.op_type == "Gemm":
             attrs = {a.name: a for a in node.attribute}
             import onnx
@@ -299,6 +319,9 @@ def _walk(mw, names: Sequence[str]) -> tuple[tuple[FixedFormat, np.ndarray | Non
                                    f"Quant -> Gemm/MatMul(+Add) -> [Relu] -> Quant layers")
         if w.ndim != 2:
             raise QonnxImportError(f"layer {lname}: weight has shape {w.shape}, expected a matrix")
+        if perm is not None:  # rows were in the channels-first flatten order
+            w, perm = w[perm], None
+        shape = (int(w.shape[1]),)
         w_scale = None
         if ws is not None:
             ws = np.asarray(ws, dtype=np.float64)
@@ -314,25 +337,83 @@ def _walk(mw, names: Sequence[str]) -> tuple[tuple[FixedFormat, np.ndarray | Non
                     None if bias[2] is None else np.broadcast_to(np.asarray(bias[2], dtype=np.float64).reshape(-1), (w.shape[1],)))
             if bias[0].shape[0] != w.shape[1]:
                 raise QonnxImportError(f"layer {lname}: bias has {bias[0].shape[0]} values for {w.shape[1]} outputs")
-        relu, out_q = False, None
-        nxt = _single_consumer(mw, t) if t != out_name else None
-        if nxt is not None and nxt.op_type == "Relu":
-            relu, t = True, nxt.output[0]
-            nxt = _single_consumer(mw, t) if t != out_name else None
-        if nxt is not None and nxt.op_type == "Quant":
-            out_q, t = quant_spec(mw, nxt), nxt.output[0]
-            if out_q[1] is not None and out_q[1].size > 1 and not np.all(out_q[1] == out_q[1].ravel()[0]):
-                raise QonnxImportError(f"node {nxt.name} (Quant): per-channel activation scales are not supported")
-            if out_q[1] is not None:
-                out_q = (out_q[0], np.asarray(out_q[1]).ravel()[:1].reshape(()))
-        elif nxt is not None and nxt.op_type not in ("Gemm", "MatMul"):
-            raise QonnxImportError(f"node {nxt.name} ({nxt.op_type}) after layer {lname} is not supported "
-                                   f"(expected Relu, Quant or the next layer)")
-        stages.append({"name": lname, "w": np.asarray(w), "wf": wf, "w_scale": w_scale, "bias": bias, "relu": relu,
-                       "out": out_q})
+        relu, out_q, t = _act_and_quant(mw, t, out_name, lname)
+        stages.append({"kind": "dense", "name": lname, "w": np.asarray(w), "wf": wf, "w_scale": w_scale, "bias": bias,
+                       "relu": relu, "out": out_q})
     if not stages:
         raise QonnxImportError("the graph has no dense (Gemm/MatMul) layer")
     return in_q, stages
+
+
+def _act_and_quant(mw, t: str, out_name: str, lname: str) -> tuple[bool, Any, str]:
+    """The optional Relu and output Quant after a layer: (relu, (format, scale) or None, the tensor after them)."""
+    relu, out_q = False, None
+    nxt = _single_consumer(mw, t) if t != out_name else None
+    if nxt is not None and nxt.op_type == "Relu":
+        relu, t = True, nxt.output[0]
+        nxt = _single_consumer(mw, t) if t != out_name else None
+    if nxt is not None and nxt.op_type == "Quant":
+        out_q, t = quant_spec(mw, nxt), nxt.output[0]
+        if out_q[1] is not None and out_q[1].size > 1 and not np.all(out_q[1] == out_q[1].ravel()[0]):
+            raise QonnxImportError(f"node {nxt.name} (Quant): per-channel activation scales are not supported")
+        if out_q[1] is not None:
+            out_q = (out_q[0], np.asarray(out_q[1]).ravel()[:1].reshape(()))
+    elif nxt is not None and nxt.op_type not in ("Gemm", "MatMul", "Conv", "Flatten", "Reshape"):
+        raise QonnxImportError(f"node {nxt.name} ({nxt.op_type}) after layer {lname} is not supported "
+                               f"(expected Relu, Quant or the next layer)")
+    return relu, out_q, t
+
+
+def _chw_to_hwc(shape: tuple[int, ...]) -> np.ndarray:
+    """perm with hwc_flat = chw_flat[perm] for a channels-first tensor of `shape` (C, H, W) or (C, L)."""
+    idx = np.arange(int(np.prod(shape))).reshape(shape)
+    return np.moveaxis(idx, 0, -1).reshape(-1)
+
+
+def _conv_stage(mw, node, t: str, lname: str, shape: tuple[int, ...]) -> dict:
+    """A Conv node (channels first, as exported) as a conv stage in the IR's channels-last terms."""
+    import onnx
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.input[0] != t:
+        raise QonnxImportError(f"node {node.name} (Conv): the activation must be the first operand")
+    if int(attrs.get("group", 1)) != 1 or any(int(d) != 1 for d in attrs.get("dilations", [1])):
+        raise QonnxImportError(f"node {node.name} (Conv): grouped or dilated convolutions are not supported")
+    if str(attrs.get("auto_pad", b"NOTSET")).strip("b'") not in ("NOTSET", ""):
+        raise QonnxImportError(f"node {node.name} (Conv): auto_pad is not supported (explicit pads are)")
+    w, wf, ws = _const_operand(mw, node.input[1], "weight", lname)
+    nd = w.ndim - 2
+    if len(shape) != nd + 1:
+        raise QonnxImportError(f"node {node.name} (Conv): a {nd}-d kernel on a tensor of shape {shape}")
+    kernel = np.moveaxis(np.moveaxis(np.asarray(w), 0, -1), 0, -2)  # (F, C, *k) -> (*k, C, F)
+    F = kernel.shape[-1]
+    w_scale = None
+    if ws is not None and np.asarray(ws).size == 1:
+        w_scale = np.full(F, float(np.asarray(ws).ravel()[0]))
+    elif ws is not None:
+        ws = np.asarray(ws, dtype=np.float64).reshape(F, -1)  # (F, C, *k) as exported -> per filter
+        if not np.all(ws == ws[:, :1]):
+            raise QonnxImportError(f"layer {lname}: conv weight scales vary inside a filter; only per-tensor or "
+                                   f"per-output-channel scales are supported")
+        w_scale = ws[:, 0].copy()
+    bias = None
+    if len(node.input) > 2 and node.input[2]:
+        b = _const_operand(mw, node.input[2], "bias", lname)
+        bias = (np.asarray(b[0]).reshape(-1), b[1],
+                None if b[2] is None else np.broadcast_to(np.asarray(b[2], dtype=np.float64).reshape(-1), (F,)))
+    pads = [int(v) for v in attrs.get("pads", [0] * 2 * nd)]
+    padding = tuple((pads[a], pads[a + nd]) for a in range(nd))
+    strides = tuple(int(v) for v in attrs.get("strides", [1] * nd))
+    in_shape = tuple(shape[1:]) + (shape[0],)
+    from .ir import ConvLayer
+
+    probe = ConvLayer(lname, np.zeros(kernel.shape, dtype=np.int64), "ap_int<2>", None, "ap_int<2>", in_shape, strides, padding)
+    t = node.output[0]
+    relu, out_q, t = _act_and_quant(mw, t, mw.graph.output[0].name, lname)
+    oh = probe.out_shape
+    return {"kind": "conv", "name": lname, "w": kernel, "wf": wf, "w_scale": w_scale, "bias": bias, "relu": relu,
+            "out": out_q, "in_shape": in_shape, "strides": strides, "padding": padding, "out_shape": oh,
+            "next_shape": (oh[-1],) + tuple(oh[:-1]), "t": t}
 
 
 def _fr(v: float) -> Fraction:
@@ -393,30 +474,42 @@ def _build(inp: InputSpec, in_q: tuple[FixedFormat, np.ndarray | None], stages: 
     sig = None if sigma is None else _fr(float(sigma))
     for st in stages:
         nm, w, wf, ws, b, relu, out = st["name"], st["w"], st["wf"], st["w_scale"], st["bias"], st["relu"], st["out"]
+        conv = st.get("kind") == "conv"
+        n_ch = w.shape[-1]  # outputs (dense) or filters (conv)
+        n_out = int(np.prod(st["out_shape"])) if conv else n_ch
+        filt = np.arange(n_out) % n_ch  # channels last: the filter (per-channel constant) of every flat output
+
+        def op(name: str, bias_codes, bias_fmt, act: str, out_fmt, acc):
+            if conv:
+                return ConvLayer(name=name, kernel=w, kernel_format=wf, bias=bias_codes, bias_format=bias_fmt,
+                                 in_shape=st["in_shape"], strides=st["strides"], padding=st["padding"], activation=act,
+                                 output_format=out_fmt, accum_format=acc)
+            return DenseLayer(name=name, weights=w, weight_format=wf, bias=bias_codes, bias_format=bias_fmt, activation=act,
+                              output_format=out_fmt, accum_format=acc)
+
         plain = sig is None and ws is None and (b is None or (b[1] is not None and b[2] is None)) and (out is None or out[1] is None)
         if plain:
-            bc, bf = (b[0], b[1]) if b is not None else (np.zeros(w.shape[1], dtype=np.int64), FixedFormat(1, 1, True))
-            layers.append(DenseLayer(name=nm, weights=w, weight_format=wf, bias=bc, bias_format=bf,
-                                     activation="relu" if relu else "linear", output_format=None if out is None else out[0],
-                                     accum_format=accum_formats.get(nm)))
+            bc, bf = (b[0], b[1]) if b is not None else (np.zeros(n_ch, dtype=np.int64), FixedFormat(1, 1, True))
+            layers.append(op(nm, bc, bf, "relu" if relu else "linear", None if out is None else out[0], accum_formats.get(nm)))
             in_fmt = layers[-1].output_format or in_fmt
             continue
         if nm in accum_formats:
             raise QonnxImportError(f"accum_formats: layer {nm} has float scales; its accumulator is always exact")
         mm = f"{nm}_mm"
-        layers.append(DenseLayer(name=mm, weights=w, weight_format=wf, bias=np.zeros(w.shape[1], dtype=np.int64),
-                                 bias_format=FixedFormat(1, 1, True), activation="linear", output_format=None))
+        layers.append(op(mm, np.zeros(n_ch, dtype=np.int64), FixedFormat(1, 1, True), "linear", None, None))
         fa = layers[-1].exact_frac(in_fmt)
         lo, hi = bounds(f"{mm}.accum")
-        n_out = w.shape[1]
         # real value of the accumulator = acc_code * 2**-fa * sig * ws_j; the bias in real units
-        R = [(sig if sig is not None else Fraction(1)) * (_fr(ws[j]) if ws is not None else Fraction(1)) for j in range(n_out)]
+        one = Fraction(1)
+        Rc = [(sig if sig is not None else one) * (_fr(ws[c]) if ws is not None else one) for c in range(n_ch)]
         if b is None:
-            B = [Fraction(0)] * n_out
+            Bc = [Fraction(0)] * n_ch
         elif b[1] is None:  # float bias
-            B = [_fr(v) for v in b[0]]
+            Bc = [_fr(v) for v in b[0]]
         else:
-            B = [Fraction(int(c)) * b[1].lsb * (_fr(b[2][j]) if b[2] is not None else 1) for j, c in enumerate(b[0])]
+            Bc = [Fraction(int(c)) * b[1].lsb * (_fr(b[2][j]) if b[2] is not None else 1) for j, c in enumerate(b[0])]
+        R = [Rc[c] for c in filt]
+        B = [Bc[c] for c in filt]
         if out is None:
             layers.append(_affine_requant(nm, lo, hi, fa, R, B, None, relu, notes))
             sig = None
@@ -524,7 +617,7 @@ def import_qonnx(
     for t in thr:
         if isinstance(t, (float, np.floating)) and not float(t).is_integer():
             raise QonnxImportError(f"threshold {t} is not an integer code; convert real values with qmodel.threshold_code(value)")
-    n = stages[0]["w"].shape[0]
+    n = int(np.prod(stages[0]["in_shape"])) if stages[0].get("kind") == "conv" else stages[0]["w"].shape[0]
     inp = InputSpec.from_scaler(scaler, n, input_format)
     iq, layers, out_scale, notes = _build(inp, in_q, stages, accum_formats)
     src = str(path) if isinstance(path, (str, Path)) else "<in-memory>"
@@ -673,6 +766,9 @@ def compare_qonnx(q: QModel, path: Any, x_hw: np.ndarray, scaler: Any = None, *,
     x_hw = np.asarray(x_hw)
     xs = x_hw.astype(np.float64) if scaler is None else scaler.transform(x_hw)
     sess = qonnx_session(path, dtype)
-    name = sess.get_inputs()[0].name
-    out = sess.run(None, {name: np.ascontiguousarray(xs, dtype=np.float64 if dtype == "float64" else np.float32)})[0]
+    inp = sess.get_inputs()[0]
+    dims = [int(d) for d in inp.shape[1:]]  # an image input (1 channel: its flat order is the IR's channels-last one)
+    xs = np.asarray(xs).reshape((len(xs), *dims))
+    out = sess.run(None, {inp.name: np.ascontiguousarray(xs, dtype=np.float64 if dtype == "float64" else np.float32)})[0]
+    out = out.reshape(len(xs), -1)
     return _compare(q, x_hw, out, f"qonnx_onnxruntime_{dtype}")

@@ -480,9 +480,12 @@ class AffineLayer:
                    accum_format=d.get("accum_format"), product_format=d.get("product_format"))
 
 
-def _conv_out_len(n: int, k: int, s: int, padding: str) -> tuple[int, int]:
-    """(output length, padding before) of one spatial axis, Keras' rule ("same": pad so that out = ceil(n/s),
-    the odd pixel after)."""
+def _conv_out_len(n: int, k: int, s: int, padding: Any, axis: int = 0) -> tuple[int, int]:
+    """(output length, padding before) of one spatial axis: "valid"; "same" (Keras' rule: pad so that
+    out = ceil(n/s), the odd pixel after); or explicit ((before, after), ...) per axis (ONNX / PyTorch)."""
+    if not isinstance(padding, str):
+        pb, pa = padding[axis]
+        return (n + pb + pa - k) // s + 1, pb
     if padding == "valid":
         return (n - k) // s + 1, 0
     out = -(-n // s)
@@ -507,7 +510,7 @@ class ConvLayer:
     bias_format: FixedFormat
     in_shape: tuple[int, ...]
     strides: tuple[int, ...] = (1, 1)
-    padding: str = "valid"
+    padding: Any = "valid"
     activation: str = "linear"
     output_format: FixedFormat | None = None
     accum_format: FixedFormat | None = None
@@ -532,11 +535,22 @@ class ConvLayer:
         st = tuple(int(v) for v in (self.strides if len(tuple(self.strides)) == nd else tuple(self.strides)[:nd]))
         if len(st) != nd or min(st) < 1:
             raise QModelError(f"layer {self.name}: strides {self.strides} must be {nd} positive integers")
-        if self.padding not in ("valid", "same"):
-            raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid' or 'same'")
+        if isinstance(self.padding, str):
+            if self.padding not in ("valid", "same"):
+                raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid', 'same' or explicit "
+                                  f"(before, after) pairs")
+        else:
+            try:
+                pads = tuple((int(a), int(b)) for a, b in self.padding)
+            except (TypeError, ValueError):
+                raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid', 'same' or explicit "
+                                  f"(before, after) pairs") from None
+            if len(pads) != nd or min(min(p) for p in pads) < 0:
+                raise QModelError(f"layer {self.name}: padding {pads} must give {nd} non-negative (before, after) pairs")
+            object.__setattr__(self, "padding", pads)
         for ax in range(nd):
-            if self.padding == "valid" and kr.shape[ax] > shp[ax]:
-                raise QModelError(f"layer {self.name}: kernel {kr.shape[:nd]} larger than the input {shp[:nd]}")
+            if _conv_out_len(shp[ax], kr.shape[ax], 1, self.padding, ax)[0] < 1:
+                raise QModelError(f"layer {self.name}: kernel {kr.shape[:nd]} larger than the (padded) input {shp[:nd]}")
         b = _int_array(self.bias if self.bias is not None else np.zeros(kr.shape[-1], dtype=np.int64), f"layer {self.name}: bias", 1)
         if b.shape != (kr.shape[-1],):
             raise QModelError(f"layer {self.name}: bias has shape {b.shape}, expected ({kr.shape[-1]},)")
@@ -560,7 +574,7 @@ class ConvLayer:
     @property
     def out_shape(self) -> tuple[int, ...]:
         nd = len(self.in_shape) - 1
-        return tuple(_conv_out_len(self.in_shape[a], self.kernel.shape[a], self.strides[a], self.padding)[0]
+        return tuple(_conv_out_len(self.in_shape[a], self.kernel.shape[a], self.strides[a], self.padding, a)[0]
                      for a in range(nd)) + (int(self.kernel.shape[-1]),)
 
     @property
@@ -585,7 +599,7 @@ class ConvLayer:
             osh = self.out_shape if nd == 2 else (1,) + self.out_shape
             ker = self.kernel if nd == 2 else self.kernel[None]
             st = self.strides if nd == 2 else (1,) + self.strides
-            pads = [(_conv_out_len(shp[a], self.kernel.shape[a], self.strides[a], self.padding)[1]) for a in range(nd)]
+            pads = [(_conv_out_len(shp[a], self.kernel.shape[a], self.strides[a], self.padding, a)[1]) for a in range(nd)]
             pads = pads if nd == 2 else [0] + pads
             H, W, C = ish
             Ho, Wo, F = osh
@@ -643,7 +657,8 @@ class ConvLayer:
     def to_dict(self) -> dict:
         s = lambda f: None if f is None else str(f)  # noqa: E731
         return {"name": self.name, "kind": "conv", "in_shape": list(self.in_shape), "strides": list(self.strides),
-                "padding": self.padding, "kernel_shape": list(self.kernel.shape),
+                "padding": self.padding if isinstance(self.padding, str) else [list(p) for p in self.padding],
+                "kernel_shape": list(self.kernel.shape),
                 "kernel_format": str(self.kernel_format), "kernel": [int(v) for v in self.kernel.ravel().tolist()],
                 "bias_format": str(self.bias_format), "bias": [int(v) for v in self.bias.tolist()],
                 "product_format": s(self.product_format), "accum_format": s(self.accum_format),
@@ -654,7 +669,8 @@ class ConvLayer:
         k = np.array(d["kernel"], dtype=object).reshape(tuple(int(v) for v in d["kernel_shape"]))
         return cls(name=d["name"], kernel=k, kernel_format=d["kernel_format"], bias=np.array(d["bias"], dtype=object),
                    bias_format=d["bias_format"], in_shape=tuple(d["in_shape"]), strides=tuple(d["strides"]),
-                   padding=d.get("padding", "valid"), activation=d.get("activation", "linear"),
+                   padding=d.get("padding", "valid") if isinstance(d.get("padding", "valid"), str)
+                   else tuple(tuple(p) for p in d["padding"]), activation=d.get("activation", "linear"),
                    output_format=d.get("output_format"), accum_format=d.get("accum_format"),
                    product_format=d.get("product_format"))
 

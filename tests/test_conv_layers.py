@@ -126,3 +126,41 @@ def test_conv_rtl_bit_exact(tmp_path):
     x = default_vectors(q, 2000, seed=2)
     r = cosim(tmp_path / "rtl", x, build_root=tmp_path / "build")
     assert r["ok"] and r["vectors"] == len(x), (r["mismatch_fields"], r["details"][:2])
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_brevitas_quantconv_import(tmp_path, fixed):
+    """Brevitas QuantConv2d (channels first, explicit symmetric padding) -> the channels-last conv op: fixed-point
+    quantizers bit-exact with the exported graph; default float scales through dense-view conv + affine requant."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("brevitas")
+    import brevitas.nn as qnn
+    from brevitas.export import export_qonnx
+    from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8BiasPerTensorFixedPointInternalScaling,
+                                Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)
+
+    from l1ad.firmware.import_qonnx import compare_qonnx, import_qonnx
+
+    torch.manual_seed(0)
+    w = dict(weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int8BiasPerTensorFixedPointInternalScaling) if fixed else {}
+    a = dict(act_quant=Int8ActPerTensorFixedPoint) if fixed else {}
+    r = dict(act_quant=Uint8ActPerTensorFixedPoint) if fixed else {}
+    net = torch.nn.Sequential(qnn.QuantIdentity(return_quant_tensor=True, **a), qnn.QuantConv2d(1, 4, 3, stride=2, padding=1, **w),
+                              qnn.QuantReLU(return_quant_tensor=True, **r), qnn.QuantConv2d(4, 3, 3, **w),
+                              qnn.QuantReLU(return_quant_tensor=True, **r), torch.nn.Flatten(),
+                              qnn.QuantLinear(3 * 7 * 5, 3, bias=True, **w), qnn.QuantIdentity(**a))
+    net.train()
+    with torch.no_grad():
+        for _ in range(10):
+            net(torch.rand(64, 1, 18, 14) * 3)
+    net.eval()
+    path = tmp_path / "c.onnx"
+    export_qonnx(net, args=torch.zeros(1, 1, 18, 14), export_path=str(path), dynamo=False)
+    q = import_qonnx(path, "ap_fixed<12,6>")
+    kinds = [L.kind for L in q.layers]
+    assert kinds == (["conv", "conv", "dense"] if fixed else ["affine", "conv", "affine", "conv", "affine", "dense", "affine"])
+    assert q.layers[0 if fixed else 1].padding == ((1, 1), (1, 1))
+    x = np.round(np.random.default_rng(0).exponential(1, (3000, 252)) * 32) / 32
+    rep = compare_qonnx(q, path, x)
+    # fixed point: float32 is exact; float scales: onnxruntime has no float64 Conv, the float32 graph rounds rarely
+    assert rep["output_mismatches"] == 0 if fixed else rep["output_mismatches"] <= 5
