@@ -657,7 +657,7 @@ def readme(q: QModel, p: Ports, cfg, precision_table: list[dict], source_kind: s
         "",
         "| IR tensor | format | C++ type |",
         "| --- | --- | --- |",
-        *[f"| {r['tensor']} | `{r['format']}` | " + (f"`{r['typedef']}`" if r["typedef"] else "exact, not stored") + " |"
+        *[f"| {r['tensor']} | `{r['format']}` | " + (f"`{r['typedef']}`" if r.get("typedef") else "exact, not stored") + " |"
           for r in precision_table],
         "",
         "## Files",
