@@ -1,4 +1,4 @@
-"""l1ad.firmware: the quantized-model IR, bit-exact emulator, HLS (hls4ml) and Verilog export, reports.
+"""l1ad.firmware: the quantized-model IR (an op list), bit-exact emulator, HLS project (on hls4ml's nnet_utils) and Verilog export, reports.
 
 Public API (stable names):
   FixedFormat                 ap_fixed / ap_ufixed / ap_int formats; parse("ap_fixed<16,6,RND_CONV,SAT>"), str(fmt),
