@@ -278,8 +278,18 @@ def _dense_sequential(p: _LayerPlan, a: np.ndarray, stats: dict) -> np.ndarray:
     return acc
 
 
+def _out_score(q: QModel, h: np.ndarray, stats: dict) -> np.ndarray:
+    """Score kind "out": the single output's codes requantized to the score format."""
+    col = np.asarray(h[:, 0])
+    if col.dtype.kind == "f":
+        col = col.astype(np.int64)
+    return _rq(col, q.output_format, q.score.format, stats, "score")
+
+
 def _square_sum(q: QModel, plan: dict, xq: np.ndarray, out: np.ndarray, xin: np.ndarray, stats: dict, keep: dict | None) -> np.ndarray:
     sc = q.score
+    if sc.kind == "out":
+        return _out_score(q, out, stats)
     an = plan["score"]
     if sc.kind == "mse":
         xf, of, ed = q.input_quantizer, q.output_format, an["exact_diff"]
@@ -399,6 +409,8 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
                               not p.relu or of.min_code > 0))
         in_w = of.width
     sa = plan["score"]
+    if sa is not None and q.score.kind == "out":
+        sa = None  # the output column is requantized on the integer path (one column: no float plan needed)
     if sa is not None:
         sc = q.score
         steps = [sa["exact_square"], sc.square_format, sa["exact_accum"], sc.accum_format, sc.format]
@@ -640,7 +652,10 @@ def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
         else:
             h = _fq(t, L.s, L.p.out_fmt, stats[f"{L.p.name}.out"], u, mask, check_lo=L.check_lo, ws=ws)
         _keep(kept, f"{L.p.name}.out", h)
-    score = _score_float(q, plan, fplan, xq, h, xin, stats, kept, ws) if q.score is not None else None
+    if q.score is not None and q.score.kind == "out":
+        score = _out_score(q, h, stats)
+    else:
+        score = _score_float(q, plan, fplan, xq, h, xin, stats, kept, ws) if q.score is not None else None
     ws.tick("score: requantise")
     return h, score
 

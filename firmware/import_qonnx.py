@@ -564,8 +564,10 @@ def make_score(score: str | None, n_inputs: int, gate: Sequence[int] | str | Non
         score = "mse" if n_outputs is None or n_outputs == n_inputs else None
     if score is None:
         return None
-    if score not in ("mse", "mu2"):
-        raise err(f"score must be 'auto', 'mse', 'mu2' or None, got {score!r}")
+    if score not in ("mse", "mu2", "out"):
+        raise err(f"score must be 'auto', 'mse', 'mu2', 'out' or None, got {score!r}")
+    if score == "out" and n_outputs is not None and n_outputs != 1:
+        raise err(f"score='out' takes a single-output network as the score; this one has {n_outputs} outputs")
     if score == "mse" and n_outputs is not None and n_outputs != n_inputs:
         raise err(f"score='mse' needs an autoencoder (n_outputs == n_inputs), this network maps {n_inputs} inputs "
                   f"to {n_outputs} outputs; use score=None (or 'mu2' for a VAE encoder)")

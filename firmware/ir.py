@@ -22,6 +22,7 @@ Data flow (every tensor has one FixedFormat; codes are integers, value = code * 
              m_j = 1 iff raw input code x[gate[j]] > 0 (gate[j] = the pT feature of feature j's object),
              all ones if gate is None.  NO division (no mean).
       "mu2": q_i = mu_i**2 with mu the network output; score = sum_i q_i; same formats / order.
+      "out": score = requantize(out_0 -> ``format``) of a single-output network (no diff, square or accumulator).
     trigger  bit k = score_code > thresholds[k] (thresholds are integer codes of ``score.format``)
 
 Every intermediate conversion "-> F" is ``F.requantize`` with F's rounding then overflow mode; a format that holds
@@ -79,7 +80,7 @@ from l1ad.trigger.errors import UserInputError
 SCHEMA = "l1ad.qmodel/2"
 SCHEMAS_READ = ("l1ad.qmodel/1", "l1ad.qmodel/2")  # /1: dense layers only (no "kind" needed)
 ACTIVATIONS = ("linear", "relu")
-SCORE_KINDS = ("mse", "mu2")
+SCORE_KINDS = ("mse", "mu2", "out")
 
 
 class QModelError(UserInputError):
@@ -691,7 +692,8 @@ def layer_from_dict(d: Mapping[str, Any]) -> Layer:
 @dataclass(frozen=True)
 class ScoreSpec:
     """The anomaly-score block. kind "mse": sum_j m_j (xq_j - out_j)**2 (masked by ``gate``, see module doc);
-    kind "mu2": sum_i out_i**2. Formats left None are filled with exact ones by QModel; ``format`` is the
+    kind "mu2": sum_i out_i**2; kind "out": the single network output itself (a student network that regresses an
+    anomaly score, CICADA-style), requantized to ``format`` (default: the output format). Formats left None are filled with exact ones by QModel; ``format`` is the
     score's output format, in which thresholds are given."""
 
     kind: str
@@ -817,6 +819,16 @@ class QModel:
 
     def _score_analysis(self, sc: ScoreSpec, xq_b: tuple[list[int], list[int]], out_b: tuple[list[int], list[int]]) -> dict[str, Any]:
         xf, of = self.input_quantizer, self.output_format
+        if sc.kind == "out":  # the single network output is the score (a regression of an anomaly score)
+            if self.n_outputs != 1:
+                raise QModelError(f"'out' score needs a single network output, got {self.n_outputs}")
+            if sc.diff_format is not None or sc.square_format is not None or sc.accum_format is not None:
+                raise QModelError("'out' score has only a format (no diff, square or accumulator)")
+            out = sc.format or of
+            return {"diff": None, "exact_diff": None, "diff_ok": True, "square": None, "exact_square": None,
+                    "square_ok": True, "accum": None, "exact_accum": None, "accum_ok": True, "format": out,
+                    "part_lo": out_b[0][0], "part_hi": out_b[1][0], "exact_format": of,
+                    "format_ok": _holds(out, out_b[0], out_b[1], of.frac)}
         if sc.kind == "mse":
             if self.n_outputs != self.n_inputs:
                 raise QModelError(f"'mse' score needs n_outputs == n_inputs, got {self.n_outputs} != {self.n_inputs}")
@@ -921,8 +933,9 @@ class QModel:
         if self.score is not None:
             if self.score.diff_format is not None:
                 t["score.diff"] = self.score.diff_format
-            t["score.square"] = self.score.square_format
-            t["score.accum"] = self.score.accum_format
+            if self.score.square_format is not None:
+                t["score.square"] = self.score.square_format
+                t["score.accum"] = self.score.accum_format
             t["score"] = self.score.format
         return t  # type: ignore[return-value]
 

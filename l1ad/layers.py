@@ -98,12 +98,16 @@ def layer_rows(rtl_dir: Path) -> tuple[list[str], list[list[Any]], bool]:
         in_fmt = layer.output_format or acc
     if q.score is not None:
         sc = q.score
-        n_sq = len(sc.gate) if sc.gate else q.n_outputs
+        n_sq = 0 if sc.kind == "out" else (len(sc.gate) if sc.gate else q.n_outputs)
         dsp = n_sq if cfg.get("square", "mult") == "mult" and sc.kind == "mse" else 0
         total_dsp += dsp
-        rows.append([f"score ({sc.kind})", f"{n_sq} squares", "—", "—", short(sc.accum_format), short(sc.format),
-                     f"squares {short(sc.square_format)}", cycles.get(f"{top}_score", "—"), n_sq, "—", dsp,
-                     *yosys(f"{top}_score")])
+        if sc.kind == "out":
+            rows.append([f"score ({sc.kind})", "output 0", "—", "—", "—", short(sc.format), "requantize",
+                         cycles.get(f"{top}_score", "—"), 0, "—", 0, *yosys(f"{top}_score")])
+        else:
+            rows.append([f"score ({sc.kind})", f"{n_sq} squares", "—", "—", short(sc.accum_format), short(sc.format),
+                         f"squares {short(sc.square_format)}", cycles.get(f"{top}_score", "—"), n_sq, "—", dsp,
+                         *yosys(f"{top}_score")])
         rows.append(["comparators, delays, I/O", f"{len(q.thresholds)} thresholds", "—", "—", "—", "trigger bits",
                      "score > threshold", cycles.get("comparators + output register", "—"), "—", "—", "—", *yosys(top)])
     whole = ys.get("design hierarchy")

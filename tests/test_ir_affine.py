@@ -111,3 +111,58 @@ def test_affine_verilog_bit_exact(tmp_path):
     reps = cosim_many(dirs, xs, build_root=tmp_path / "build")
     for (q, cfg), r, x in zip(models, reps, xs):
         assert r["ok"] and r["vectors"] == len(x), (q.name, cfg, r["mismatch_fields"], r["details"][:2])
+
+
+def _out_model(seed: int) -> fw.QModel:
+    rng = np.random.default_rng(seed)
+    d1 = fw.DenseLayer("d1", rng.integers(-8, 8, (5, 6)), "ap_fixed<4,1>", rng.integers(-8, 8, 6), "ap_fixed<4,1>", "relu",
+                       "ap_ufixed<8,4,RND_CONV,SAT>")
+    d2 = fw.DenseLayer("d2", rng.integers(-8, 8, (6, 1)), "ap_fixed<4,1>", rng.integers(-8, 8, 1), "ap_fixed<4,1>", "linear",
+                       "ap_fixed<10,5,RND_CONV,SAT>")
+    q = fw.QModel(input=fw.InputSpec.identity(5, "ap_int<8>"), input_quantizer="ap_fixed<8,6>", layers=[d1, d2],
+                  score=fw.ScoreSpec("out", format="ap_fixed<7,4,RND,SAT>"), name=f"out{seed}")
+    return q.with_thresholds((-20, 0, 17))
+
+
+def test_out_score_emulator_and_refusals():
+    """Score kind "out": the single output (a CICADA-style student's regression of the teacher loss) is the score."""
+    q = _out_model(0)
+    assert list(q.tensor_formats())[-1] == "score" and "score.square" not in q.tensor_formats()
+    x = np.random.default_rng(1).integers(-128, 128, (3000, 5)).astype(float)
+    from l1ad.firmware.fixed import quantize_float
+
+    e = fw.emulate(q, x)
+    o = q.output_format.to_float(e.outputs_int[:, 0])
+    expect = quantize_float(np.asarray(o, dtype=np.float64), q.score.format)[0]  # the score format's rounding/saturation
+    assert np.array_equal(e.score_int, expect)
+    assert np.array_equal(e.trigger, e.score_int[:, None] > np.array(q.thresholds)[None, :])
+    for b in ("int", "object"):
+        assert np.array_equal(fw.emulate(q, x, backend=b).score_int, e.score_int)
+    with pytest.raises(fw.QModelError, match="single network output"):
+        fw.QModel(input=q.input, input_quantizer=q.input_quantizer, layers=q.layers[:1], score=fw.ScoreSpec("out"))
+
+
+@pytest.mark.verilator
+@pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
+def test_out_score_verilog_bit_exact(tmp_path):
+    from l1ad.firmware.verilog import VerilogConfig, export_verilog
+    from l1ad.sim.cosim import cosim, default_vectors
+
+    q = _out_model(2)
+    export_verilog(q, tmp_path / "rtl", VerilogConfig(top="outsc", levels_per_stage=2))
+    x = default_vectors(q, 3000, seed=1)
+    r = cosim(tmp_path / "rtl", x, build_root=tmp_path / "build")
+    assert r["ok"] and r["vectors"] == len(x), (r["mismatch_fields"], r["details"][:2])
+
+
+@pytest.mark.hls
+def test_out_score_hls_csim_bit_exact(tmp_path):
+    if shutil.which("g++") is None:  # pragma: no cover
+        pytest.skip("the C simulation needs g++")
+    from l1ad.firmware.hls import HLSConfig, export_hls, verify_project
+
+    q = _out_model(3)
+    prj = export_hls(q, None, tmp_path / "p", HLSConfig(tb_vectors=20))
+    rep = verify_project(prj, 4000, with_coverage=False)
+    assert rep["passed"] and rep["mismatches"]["outputs"] == 0 and rep["mismatches"]["score"] == 0
+    assert rep["mismatches"]["trigger"] == 0

@@ -149,11 +149,12 @@ def types_header(q: QModel, p: Ports) -> str:
         lines += ["", f"// anomaly score ({sc.kind}): formats of each step"]
         if sc.kind == "mse":
             lines.append(f"typedef {cpp_type(sc.diff_format)} l1ad_diff_t;  // xq_j - y_j -> {sc.diff_format}")
-        lines += [
-            f"typedef {cpp_type(sc.square_format)} l1ad_square_t;  // -> {sc.square_format}",
-            f"typedef {cpp_type(sc.accum_format)} l1ad_score_accum_t;  // -> {sc.accum_format}",
-            f"typedef {cpp_type(sc.format)} l1ad_score_t;  // score: {sc.format}",
-        ]
+        if sc.kind != "out":
+            lines += [
+                f"typedef {cpp_type(sc.square_format)} l1ad_square_t;  // -> {sc.square_format}",
+                f"typedef {cpp_type(sc.accum_format)} l1ad_score_accum_t;  // -> {sc.accum_format}",
+            ]
+        lines.append(f"typedef {cpp_type(sc.format)} l1ad_score_t;  // score: {sc.format}")
         if sc.format.width > 62:
             raise HLSExportError(f"score format {sc.format} is wider than 62 bits; the C-simulation bridge passes int64 codes")
         if sc.kind == "mse":
@@ -236,6 +237,13 @@ def blocks_header(q: QModel, p: Ports) -> str:
                 "        acc = acc + term;",
                 "    }",
                 "    score = acc;",
+                "}",
+            ]
+        elif sc.kind == "out":
+            out += [
+                f"static inline void l1ad_score_block({p.net_out_type} y[L1AD_N_OUT], l1ad_score_t &score) {{",
+                "    #pragma HLS INLINE",
+                "    score = y[0];  // the single network output is the score (assignment: the score type's modes)",
                 "}",
             ]
         else:
@@ -642,6 +650,8 @@ def readme(q: QModel, p: Ports, cfg, precision_table: list[dict], source_kind: s
             lines.append(f"3. Score `sum_j m_j (xq_j - y_j)^2`, {gate}; no division. Steps: difference "
                          f"`{q.score.diff_format}`, square `{q.score.square_format}`, sum `{q.score.accum_format}`, "
                          f"score `{q.score.format}` (`l1ad_score_block`).")
+        elif q.score.kind == "out":
+            lines.append(f"3. Score: the single network output, as `{q.score.format}` (`l1ad_score_block`).")
         else:
             lines.append(f"3. Score `sum_i mu_i^2`: square `{q.score.square_format}`, sum `{q.score.accum_format}`, "
                          f"score `{q.score.format}` (`l1ad_score_block`).")

@@ -323,6 +323,22 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
                   "depth_out": pipe.depth})
 
 
+def _output_score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi: list[int], y_lo: list[int],
+                        y_hi: list[int], gates: list[int], depth0: int = 0, planner: Planner | None = None) -> Block:
+    """Score kind "out": the single network output, requantized to the score format."""
+    of, sf = qm.output_format, qm.score.format
+    m = Module(name, _header(qm, "Score block (out): the single network output is the score", cfg)
+               + [f"output {of} -> score {sf}."])
+    pipe = Pipe(m, cfg.levels_per_stage, depth0, planner)
+    ys = _bus_in(m, "y", 1, of, y_lo, y_hi, "network output")
+    (s,) = _convert(m, "score_c", ys, sf, False, pipe)
+    (s,) = _finish(m, pipe, [s], cfg)
+    (s,) = pipe.before([s], 1)  # the comparators after this block must still fit in the stage
+    m.output("score", sf.width, ext(m, s, sf.width), f"{sf}")
+    return Block(name, m, pipe.stages, [s.lo], [s.hi], {"accumulation": "none", "max_levels_per_stage": pipe.max_depth,
+                                                        "depth_out": pipe.depth})
+
+
 def _score_block(qm: Any, cfg: VerilogConfig, name: str, xq_lo: list[int], xq_hi: list[int], y_lo: list[int],
                  y_hi: list[int], gates: list[int], depth0: int = 0, planner: Planner | None = None) -> Block:
     sc = qm.score
@@ -527,7 +543,8 @@ def _generate(qm: Any, cfg: VerilogConfig, planner: Planner | None) -> Design:
     gates = inb.extra["gates"]
     sb = None
     if has_score:
-        sb = _score_block(qm, cfg, f"{top}_score", inb.out_lo, inb.out_hi, lo, hi, gates, carry, planner)
+        score_fn = _output_score_block if qm.score.kind == "out" else _score_block
+        sb = score_fn(qm, cfg, f"{top}_score", inb.out_lo, inb.out_hi, lo, hi, gates, carry, planner)
         blocks.append(sb)
     net_lat = sum(b.latency for b in layer_blocks)
     score_lat = sb.latency if sb else 0
