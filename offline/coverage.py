@@ -11,9 +11,15 @@ Campaigns (each returns rows for `format_table`; the >= 200-toy runs are `bench/
   estimate, with and without the fit uncertainty in t;
 * `nplm_campaign`: kernel NPLM, data drawn from the background generator against one fixed reference; p from
   the null toys (empirical) and from the chi2 fitted to them;
-* `cwola_campaign`: whole retrained CWoLa hunts (`offline.hunt_toys`): the Sidak quick estimate per efficiency
-  cut, the local p of every window, and the toy global p (leave-one-out among the toys: exchangeable, so
-  nominal by construction; it measures nothing beyond the toys' own Monte Carlo error).
+* `nplm_nn_campaign`: the NPLM NN on the 1-D benchmark: weight clip tuned on null toys, then fresh null toys:
+  fitted dof vs the parameter count, KS p against chi2(dof = parameters) and that chi2 p's coverage;
+* `nplm_syst_campaign`: the NN with a normalisation and a scale nuisance, toys at nominal and shifted nuisances;
+* `cwola_campaign` / `cathode_campaign`: whole retrained CWoLa hunts (`offline.hunt_toys`) / CATHODE scans
+  (`offline.cathode_scan`) at several efficiency cuts (`scan_summary`): the Sidak quick estimates, the local p
+  of every window, and the toy global p of the largest t over windows and cuts, each toy against the others
+  (leave-one-out). That row is exchangeable, so nominal by construction as long as the toys are the same
+  procedure on the same background model; it shows the procedure is complete (every window, cut and
+  classifier retrained), not that the background model is right.
 """
 from __future__ import annotations
 
