@@ -17,6 +17,11 @@ Input: the (N, 18, 14) calorimeter-region images of trigger.calo (phi x eta, E_T
 Front-ends: "qkeras" (Keras teacher, QKeras student) and "brevitas" (torch teacher, Brevitas student, QONNX export
 with `export_student_qonnx`); `to_qmodel` imports either student into the firmware IR.
 
+Measured on the toy (trigger.toy, 50k zero-bias training images, defaults; 300k held-out zero bias, 50k toy signal):
+held-out Pearson / Spearman of ln(teacher MSE) vs the student score 0.83 / 0.81 (both front-ends); toy-signal
+efficiency at 1 / 5 / 10 kHz: student 8 / 13 / 18 %, teacher 4 / 7 / 9 %, total region E_T 0.7 / 2.5 / 3.4 %.
+Teacher 16,801 parameters, student 4,085; the IR emulator equals the framework on 50k images (0 mismatches).
+
     model = train_cicada(zero_bias.calo, CicadaConfig(), weights=zero_bias.weight)
     s = model.student_score(images)            # the trigger score, (N,) float64 on the output grid
     q = model.to_qmodel()                      # firmware IR: input = raw region codes (ap_ufixed<10,10>), 252 wide

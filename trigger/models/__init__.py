@@ -4,6 +4,8 @@
 - QKeras front-end (keras_nets.py, frontend "qkeras") and its float reference (same module, frontend "float").
 - Brevitas front-end (brevitas_nets.py, frontend "brevitas").
 - `QuantFormat` (quant.py): a fixed-point grid and its exact numpy quantizer, shared with the firmware.
+- CICADA-style calorimeter trigger (trigger.cicada): conv autoencoder teacher + quantized student, QKeras
+  (cicada_keras.py) and Brevitas (cicada_torch.py) front-ends.
 TensorFlow and torch are imported only when a front-end is used.
 """
 from .arch import ArchitectureConfig, DenseLayer, QuantSpec
