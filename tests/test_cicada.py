@@ -67,6 +67,13 @@ def test_student_follows_teacher_and_is_bit_exact_in_the_ir(trained, heldout):
     assert [L.kind for L in q.layers] == ["conv", "dense", "dense"]
     e = fw.emulate(q, heldout.calo.reshape(len(heldout), -1).astype(np.float64))
     assert int(np.count_nonzero(e.outputs[:, 0] != s)) == 0
+    # a threshold by rate on the scores, as an output code: the same decisions as the emulator's codes
+    from l1ad.trigger.thresholds import threshold_for_rate
+
+    thr = threshold_for_rate(s, 100e3).threshold
+    code = m.threshold_code(thr)
+    assert np.array_equal(e.outputs_int[:, 0] > code, s > thr)
+    assert np.array_equal(m.score_codes(heldout.calo[:50]), e.outputs_int[:50, 0])
     # zero bias vs toy signal: both scores are higher on signal
     sig = toy_events(3000, signal=True, seed=22)
     assert np.median(m.student_score(sig)) > np.median(s) and np.median(m.teacher_score(sig)) > np.median(t)

@@ -213,7 +213,19 @@ class CicadaModel:
     # ------------------------------------------------------------------ firmware
     @property
     def output_format(self):
+        """The student's output grid (QuantFormat; ap_fixed<12,5> for the default quantized_bits(12, 4))."""
         return self.config.output_quant.fmt(True)
+
+    def score_codes(self, images) -> np.ndarray:
+        """The student scores as integer codes of `output_format` (what the firmware compares), int64."""
+        return self.output_format.to_int(self.student_score(images))
+
+    def threshold_code(self, threshold: float) -> int:
+        """The integer code T with `code > T` <=> `score > threshold` on every student score
+        (trigger.thresholds.float_threshold_to_code on the output grid)."""
+        from l1ad.trigger.thresholds import float_threshold_to_code
+
+        return float_threshold_to_code(threshold, self.output_format)
 
     def to_qmodel(self, *, thresholds=(), name: str = "cicada_student", **kw):
         """The student in the firmware IR: raw region codes in (`calo.HW_FORMAT`, 252 inputs, row-major (phi, eta)),
