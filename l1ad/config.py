@@ -19,6 +19,7 @@ from l1ad.firmware.verilog.config import VerilogConfig
 from l1ad.analysis import OfflineStageConfig
 from l1ad.errors import format_validation
 from l1ad.trigger.atomic import content_hash
+from l1ad.trigger.cicada import CicadaConfig
 from l1ad.trigger.errors import UserInputError
 from l1ad.trigger.generation.config import GenerationConfig
 from l1ad.trigger.models.arch import ArchitectureConfig
@@ -86,6 +87,15 @@ class FirmwareConfig(_Strict):
     yosys: bool = True
 
 
+class CicadaStageConfig(_Strict):
+    """`cicada:` the CICADA-style calorimeter trigger (teacher + quantized student on the region images)."""
+
+    enabled: bool = Field(True, description="train and deploy the CICADA-style trigger beside the AXOL1TL-style one")
+    model: CicadaConfig = CicadaConfig()
+    cosim_vectors: int = Field(20_000, ge=0, description="RTL co-simulation vectors (images and random/edge codes)")
+    yosys: bool = Field(False, description="synthesize the student's RTL with Yosys for its LUT/FF/DSP")
+
+
 class L1adConfig(_Strict):
     """One whole run: data -> models -> thresholds -> firmware -> offline -> report."""
 
@@ -96,6 +106,7 @@ class L1adConfig(_Strict):
     rates: RatesConfig = RatesConfig()
     firmware: FirmwareConfig = FirmwareConfig()
     offline: OfflineStageConfig = OfflineStageConfig()
+    cicada: CicadaStageConfig = CicadaStageConfig()
     dask: DaskConfig = DaskConfig()
 
     @model_validator(mode="after")

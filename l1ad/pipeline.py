@@ -372,7 +372,16 @@ def build_stages() -> list[Stage]:
               needs=("rates",)),
         Stage("offline", stage_offline, lambda c: {"offline": c.offline, "deploy": c.models.deploy,
                                                    "rates": c.rates.target_rates_khz}, needs=("rates",)),
+        Stage("cicada", _stage_cicada, lambda c: {"cicada": c.cicada, "rates": c.rates, "deploy": c.models.deploy,
+                                                  "verilog": c.firmware.verilog, "seed": c.seed}, needs=("rates",)),
     ]
+
+
+def _stage_cicada(ctx: StageContext, work: Path) -> dict:
+    """The CICADA-style calorimeter trigger (l1ad.cicada_stage), and its OR with the deployed trigger."""
+    from .cicada_stage import stage_cicada
+
+    return stage_cicada(ctx, work)
 
 
 # ---------------------------------------------------------------------------------------------- run + summary

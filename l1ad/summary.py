@@ -56,6 +56,7 @@ def build_summary(cfg: L1adConfig, records: Sequence[StageRecord], out_dir: Path
         "hls": {k: s["hls"][k] for k in ("vectors", "mismatches", "frontend") if k in s.get("hls", {})},
         "rtl": {k: rtl.get(k) for k in ("vectors", "mismatches", "latency_cycles", "clock_mhz", "lut", "ff", "dsp", "carry")},
         "offline": s.get("offline", {}),
+        "cicada": s.get("cicada", {}),
         "timings": {r.name: {"seconds": r.seconds, "cached": r.cached} for r in records},
         "out_dir": str(out_dir),
     }
@@ -257,6 +258,50 @@ def _offline_section(off: dict, out_dir: Path) -> Section:
     )
 
 
+def _cicada_section(c: dict, out_dir: Path) -> Section:
+    """The CICADA-style calorimeter trigger: teacher/student agreement, thresholds, efficiencies with the
+    AXOL1TL-style trigger and their OR, and the student's bit-exact checks."""
+    flags: list[Flag] = []
+    paras = [f"Teacher: float conv autoencoder on the 18 x 14 calorimeter-region images; student ({c.get('frontend')}, "
+             "quantized) regresses ln(teacher MSE); its single output is the trigger score (IR score kind 'out')."]
+    corr = c.get("correlation", {})
+    if corr:
+        sp = corr.get("spearman", float("nan"))
+        level = "ok" if sp >= 0.7 else ("warn" if sp >= 0.4 else "bad")
+        paras.append(f"Teacher vs student on {corr.get('events'):,} held-out zero-bias images: Spearman {sp:.3f}, "
+                     f"Pearson (ln teacher MSE) {corr.get('pearson_log_teacher', float('nan')):.3f}.")
+        if level != "ok":
+            flags.append(Flag("warn" if level == "warn" else "bad",
+                              f"the student follows the teacher poorly (Spearman {sp:.2f} < 0.7): train longer or widen it"))
+    agree = c.get("framework_vs_emulator", {})
+    bad = sum(v.get("output_mismatches", 0) for v in agree.values())
+    n_ev = sum(v.get("events", 0) for v in agree.values())
+    rtl = c.get("rtl", {})
+    rows = [["student framework forward vs emulator", f"{n_ev:,} images", Cell(str(bad), "bad" if bad else "ok")]]
+    if rtl.get("vectors") is not None:
+        rows.append(["student RTL (Verilator) vs emulator", f"{rtl['vectors']:,} vectors",
+                     Cell(str(rtl["mismatches"]), "bad" if rtl["mismatches"] else "ok")])
+        paras.append(f"Student RTL latency {rtl.get('latency_cycles')} cycles = {rtl.get('latency_ns', 0):.1f} ns at "
+                     f"{rtl.get('clock_mhz')} MHz" + (f"; Yosys LUT {rtl.get('lut')}, FF {rtl.get('ff')}, DSP {rtl.get('dsp')}."
+                                                      if rtl.get("lut") is not None else " (Yosys off)."))
+    if bad or rtl.get("mismatches"):
+        flags.append(Flag("bad", "the CICADA-style student is not bit-exact: see the checks table"))
+    thr_rows = [[khz(t["target_hz"]), khz(t["rate_hz"]), f"{t['value']:.6g} (code {t['code']})"] for t in c.get("thresholds", [])]
+    or_rows = []
+    for r in c.get("or_with_axol1tl", []):
+        or_rows.append([khz(r["target_hz"]), khz(r["axol1tl_hz"]), khz(r["cicada_hz"]), khz(r["or_hz"]), khz(r["overlap_hz"])])
+    eff_rows = []
+    for r in c.get("or_with_axol1tl", []):
+        for sname, e in r.get("signals", {}).items():
+            eff_rows.append([khz(r["target_hz"]), sname, f"{e['axol1tl']:.4f}", f"{e['cicada']:.4f}", f"{e['or']:.4f}"])
+    tables = [("Bit-exact checks", ["check", "inputs", "mismatches"], rows),
+              ("Thresholds by rate (student score)", ["target", "rate", "threshold"], thr_rows),
+              ("OR with the AXOL1TL-style trigger, each at its own threshold for the target", ["target", "AXOL1TL-style",
+               "CICADA-style", "OR", "overlap"], or_rows),
+              ("Signal efficiencies", ["target", "signal", "AXOL1TL-style", "CICADA-style", "OR"], eff_rows)]
+    return Section("CICADA-style calorimeter trigger", paras, tables, [], flags)
+
+
 def _without_plots(d: Any) -> Any:
     """A result dict with its plot file names removed (to compare results across rates)."""
     if isinstance(d, dict):
@@ -274,6 +319,9 @@ def build_report(cfg: L1adConfig, summary: dict, out_dir: Path) -> Path:
     off = summary.get("offline") or {}
     if off:
         sections.append(_offline_section(off, out_dir))
+    cic = summary.get("cicada") or {}
+    if cic.get("enabled"):
+        sections.append(_cicada_section(cic, out_dir))
     t = summary["timings"]
     sections.append(Section("Timings", [], [("", ["stage", "seconds", "cached"],
                                              [[k, v["seconds"], v["cached"]] for k, v in t.items() if isinstance(v, dict)])]))

@@ -21,6 +21,8 @@ TINY = {
     "firmware": {"hls_verify_events": 3000, "cosim_vectors": 3000, "yosys": False},
     "offline": {"nplm": {"n_toys": 3, "max_centers": 40}, "nplm_max_events": 300,
                 "bumphunt": {"n_toys": 20, "n_lee_toys": 10, "widths": [3]}},
+    "cicada": {"model": {"teacher_epochs": 2, "student_epochs": 3, "progress": False, "student_filters": 2,
+                         "student_hidden": [4]}, "cosim_vectors": 1000},
 }
 
 
@@ -47,6 +49,13 @@ def test_run_end_to_end(tmp_path, monkeypatch):
         assert isinstance(t["threshold_int"], int) and t["rate_hz"] <= t["target_rate_hz"]
     assert s["hls"]["vectors"] == 3000 and s["hls"]["mismatches"] == {"outputs": 0, "score": 0, "trigger": 0}
     assert s["rtl"]["vectors"] >= 3000 and s["rtl"]["mismatches"] == 0 and s["rtl"]["latency_cycles"] > 0
+    c = s["cicada"]  # the CICADA-style trigger: bit-exact student, thresholds, OR with the deployed trigger
+    assert c["enabled"] and all(v["output_mismatches"] == 0 for v in c["framework_vs_emulator"].values())
+    assert c["rtl"]["mismatches"] == 0 and c["rtl"]["vectors"] >= 1000
+    assert [t["target_hz"] for t in c["thresholds"]] == [1e4, 1e5]
+    assert all(r["or_hz"] >= max(r["axol1tl_hz"], r["cicada_hz"]) and r["overlap_hz"] <= min(r["axol1tl_hz"], r["cicada_hz"])
+               for r in c["or_with_axol1tl"])
+    assert -1.0 <= c["correlation"]["spearman"] <= 1.0
     reach = s["offline"]["reach"]
     assert {r["signal"] for r in reach} >= {"Ato4l", "leptoquark"}
     assert all(set(s["timings"][st.name]) == {"seconds", "cached"} for st in build_stages())
