@@ -36,7 +36,8 @@ def _save(m, work: Path, name: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- QKeras
-def qkeras_3layer(work: Path) -> Path:
+def qkeras_3layer_model(seed: int = 0):
+    """16 -> 64 -> 32 -> 32 -> 5, 6-bit quantized_bits(6,0) weights and biases, quantized_relu(6,0), softmax."""
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu
     from tensorflow import keras
 
@@ -46,10 +47,11 @@ def qkeras_3layer(work: Path) -> Path:
         h = QDense(n, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name=f"fc{i}")(h)
         h = QActivation(quantized_relu(6, 0), name=f"relu{i}")(h)
     h = QDense(5, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="output")(h)
-    return _save(_seeded(keras.Model(inp, keras.layers.Activation("softmax", name="softmax")(h)), 0), work, "qkeras_3layer")
+    return _seeded(keras.Model(inp, keras.layers.Activation("softmax", name="softmax")(h)), seed)
 
 
-def qkeras_mnist_dense(work: Path) -> Path:
+def qkeras_mnist_dense_model(seed: int = 0):
+    """784 -> quantized_relu(2) -> 20 (quantized_po2(4,1) kernel) -> quantized_relu(3,1) -> 10 -> softmax."""
     from qkeras import QActivation, QDense, quantized_bits, quantized_po2
     from tensorflow import keras
 
@@ -60,7 +62,15 @@ def qkeras_mnist_dense(work: Path) -> Path:
     h = QActivation("quantized_relu(3,1)", name="q_activation_3")(h)
     h = QDense(10, kernel_quantizer=quantized_bits(4, 0, symmetric=1, alpha=1),
                bias_quantizer=quantized_bits(4, 0, symmetric=1, alpha=None), name="q_dense_3")(h)
-    return _save(_seeded(keras.Model(inp, keras.layers.Activation("softmax", name="activation_3")(h)), 0), work, "qkeras_mnist_dense")
+    return _seeded(keras.Model(inp, keras.layers.Activation("softmax", name="activation_3")(h)), seed)
+
+
+def qkeras_3layer(work: Path) -> Path:
+    return _save(qkeras_3layer_model(0), work, "qkeras_3layer")
+
+
+def qkeras_mnist_dense(work: Path) -> Path:
+    return _save(qkeras_mnist_dense_model(0), work, "qkeras_mnist_dense")
 
 
 def _mlp(work: Path, name: str, bits: int, *, use_bias: bool = True, sizes=(16, 24, 12, 5), in_quant: bool = True,

@@ -112,11 +112,10 @@ def quant_spec(mw, node) -> tuple[FixedFormat, np.ndarray | None]:
     op = getCustomOp(node)
     signed, narrow = bool(op.get_nodeattr("signed")), bool(op.get_nodeattr("narrow"))
     mode = str(op.get_nodeattr("rounding_mode")).upper()
-    zp = _const(mw, node.input[2], node, "zero point")
     bw = _const(mw, node.input[3], node, "bit width")
-    _check_quant_attrs(node, zp, bw, mode, signed, narrow)
-    b = int(bw.ravel()[0])
-    return FixedFormat(b, b if signed else b, signed, ROUNDING[mode], "SAT_SYM" if narrow else "SAT"), scale.astype(np.float64)
+    _check_quant_attrs(node, _const(mw, node.input[2], node, "zero point"), bw, mode, signed, narrow)
+    b = int(bw.ravel()[0])  # the codes themselves: an integer format (frac 0); the real value is code * scale
+    return FixedFormat(b, b, signed, ROUNDING[mode], "SAT_SYM" if narrow else "SAT"), scale.astype(np.float64)
 
 
 def _check_quant_attrs(node, zp: np.ndarray, bw: np.ndarray, mode: str, signed: bool, narrow: bool) -> None:
@@ -144,30 +143,18 @@ def quant_format(mw, node) -> FixedFormat:
     signed, narrow = bool(op.get_nodeattr("signed")), bool(op.get_nodeattr("narrow"))
     mode = str(op.get_nodeattr("rounding_mode")).upper()
     scale = _const(mw, node.input[1], node, "scale")
-    zp = _const(mw, node.input[2], node, "zero point")
-    bw = _const(mw, node.input[3], node, "bit width")
     if scale.size != 1 and not np.all(scale == scale.ravel()[0]):
         raise QonnxImportError(f"node {node.name} (Quant): per-channel scales {np.unique(scale)[:4]}... cannot be one "
                                f"fixed-point format; use per-tensor fixed-point quantizers")
-    if np.any(zp != 0):
-        raise QonnxImportError(f"node {node.name} (Quant): non-zero zero point {zp.ravel()[:4]}; fixed point needs 0")
-    if bw.size != 1 or float(bw.ravel()[0]) != int(bw.ravel()[0]) or int(bw.ravel()[0]) < 1:
-        raise QonnxImportError(f"node {node.name} (Quant): bit width {bw.ravel()} is not one positive integer")
-    b = int(bw.ravel()[0])
+    bw = _const(mw, node.input[3], node, "bit width")
+    _check_quant_attrs(node, _const(mw, node.input[2], node, "zero point"), bw, mode, signed, narrow)
     s = float(scale.ravel()[0])
     m, e = math.frexp(s)
     if s <= 0 or m != 0.5:
         raise QonnxImportError(f"node {node.name} (Quant): scale {s!r} is not a power of two; use fixed-point "
                                f"quantizers (power-of-two scales, e.g. Int8WeightPerTensorFixedPoint)")
-    frac = -(e - 1)
-    if mode not in ROUNDING:
-        raise QonnxImportError(f"node {node.name} (Quant): rounding mode {mode} has no ap_fixed equivalent "
-                               f"(supported: {', '.join(ROUNDING)})")
-    if b == 1 and signed:
-        raise QonnxImportError(f"node {node.name} (Quant): 1-bit signed (bipolar) quantizers are not supported")
-    if narrow and not signed:
-        raise QonnxImportError(f"node {node.name} (Quant): unsigned narrow range [0, 2**b - 2] is not an ap_fixed range")
-    return FixedFormat(b, b - frac, signed, ROUNDING[mode], "SAT_SYM" if narrow else "SAT")
+    b = int(bw.ravel()[0])
+    return FixedFormat(b, b + (e - 1), signed, ROUNDING[mode], "SAT_SYM" if narrow else "SAT")
 
 
 def _quantized_const(mw, node, what: str, layer: str) -> tuple[np.ndarray, FixedFormat]:

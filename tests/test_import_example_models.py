@@ -11,50 +11,12 @@ import pytest
 
 pytest.importorskip("qkeras")
 
+from bench.zoo_models import qkeras_3layer_model as qkeras_3layer  # noqa: E402  (built once, for the zoo and here)
+from bench.zoo_models import qkeras_mnist_dense_model as qkeras_mnist_dense  # noqa: E402
 from l1ad.firmware import emulate, import_qkeras  # noqa: E402
 from l1ad.firmware.fixed import quantize_float  # noqa: E402
 
 N = 10_000
-
-
-def qkeras_3layer(seed: int = 0):
-    """16 -> 64 -> 32 -> 32 -> 5, 6-bit quantized_bits(6,0) weights and biases, quantized_relu(6,0), softmax."""
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
-    from tensorflow import keras
-
-    inp = keras.Input((16,), name="fc1_input")
-    h = inp
-    for i, n in enumerate((64, 32, 32), 1):
-        h = QDense(n, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
-                   name=f"fc{i}")(h)
-        h = QActivation(quantized_relu(6, 0), name=f"relu{i}")(h)
-    h = QDense(5, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
-               name="output")(h)
-    return _seeded(keras.Model(inp, keras.layers.Activation("softmax", name="softmax")(h)), seed)
-
-
-def qkeras_mnist_dense(seed: int = 0):
-    """784 -> quantized_relu(2) -> 20 (quantized_po2(4,1) kernel) -> quantized_relu(3,1) -> 10 -> softmax."""
-    from qkeras import QActivation, QDense, quantized_bits, quantized_po2
-    from tensorflow import keras
-
-    inp = keras.Input((784,), name="input_3")
-    h = QActivation("quantized_relu(2)", name="q_activation_2")(inp)
-    h = QDense(20, kernel_quantizer=quantized_po2(4, 1), bias_quantizer=quantized_bits(2, 0, symmetric=1, alpha=None),
-               name="q_dense_2")(h)
-    h = QActivation("quantized_relu(3,1)", name="q_activation_3")(h)
-    h = QDense(10, kernel_quantizer=quantized_bits(4, 0, symmetric=1, alpha=1),
-               bias_quantizer=quantized_bits(4, 0, symmetric=1, alpha=None), name="q_dense_3")(h)
-    return _seeded(keras.Model(inp, keras.layers.Activation("softmax", name="activation_3")(h)), seed)
-
-
-def _seeded(m, seed):
-    rng = np.random.default_rng(seed)
-    for layer in m.layers:
-        w = layer.get_weights()
-        if w:
-            layer.set_weights([rng.normal(0, 0.4, a.shape).astype(np.float32) for a in w])
-    return m
 
 
 def _logits_model(m):
