@@ -69,3 +69,17 @@ def test_default_quantizers_through_verilator(tmp_path):
     x = default_vectors(q, 3000, seed=3)
     r = cosim(tmp_path / "rtl", x, build_root=tmp_path / "build")
     assert r["ok"] and r["vectors"] == len(x), (r["mismatch_fields"], r["details"][:2])
+
+
+@pytest.mark.hls
+def test_default_quantizers_hls_csim(tmp_path):
+    """The multiply-and-shift constants are wider than a double (60-70 bits): written from hex, C-sim exact."""
+    if shutil.which("g++") is None:  # pragma: no cover
+        pytest.skip("the C simulation needs g++")
+    from l1ad.firmware.hls import HLSConfig, export_hls, verify_project
+
+    q = import_qonnx(_export(brevitas_default(True, seed=4), tmp_path / "m.onnx"), "ap_fixed<16,6>")
+    assert max(L.scale_format.width for L in q.layers if L.kind == "affine") > 53
+    prj = export_hls(q, None, tmp_path / "p", HLSConfig(tb_vectors=20))
+    rep = verify_project(prj, 4000, with_coverage=False)
+    assert rep["passed"] and rep["mismatches"]["outputs"] == 0
