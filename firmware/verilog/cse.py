@@ -8,7 +8,7 @@ Plan, in two phases (our own greedy algorithm; it keeps the layer's adder-tree d
 
 1. *Common subexpressions.* A pattern is a pair of digits up to a common shift and sign,
    ``key = (a, b, d, r)``: ``a << s  +  r * (b << (s + d))`` for some s. Every pattern is counted over all
-   outputs (an index ``key -> {output: occurrences}`` updated incrementally). The most frequent pattern
+   outputs (a count per pattern, updated incrementally as digits are replaced). The most frequent pattern
    (ties: the narrower one, small |d|) becomes one new signal and replaces its occurrences, which may then pair
    again (multi-level sharing). Two equal digits of one output merge for free (``x + x = x << 1``; ``x - x = 0``).
    Depth guard: a digit at depth t costs 2^t in the output's Kraft sum; an occurrence is replaced only while that
