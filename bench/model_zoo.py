@@ -50,7 +50,8 @@ def _keras_agreement(q, model, xv: np.ndarray) -> dict:
     m = model
     if any("softmax dropped" in w for w in q.warnings):
         m = keras.Model(model.inputs, model.layers[-1].input)
-    y = m.predict(xv, verbose=0, batch_size=4096).reshape(len(xv), -1)
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])  # an image model takes its image shape
+    y = m.predict(xv.reshape((len(xv), *shape)), verbose=0, batch_size=4096).reshape(len(xv), -1)
     e = emulate(q, xv)
     codes = np.ldexp(y.astype(np.float64), q.output_format.frac)
     bad = (codes != np.round(codes)) | (np.round(codes).astype(np.int64) != e.outputs_int)
@@ -143,10 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-hls", action="store_true")
     ap.add_argument("--no-rtl", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "out" / "zoo"))
+    ap.add_argument("--reuse-log", default=None, help="keep the rows of an earlier run's output for the other models")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    if a.reuse_log:  # rows of an earlier run's log (one JSON object per line), for models not rerun here
+        for line in Path(a.reuse_log).read_text().splitlines():
+            if line.startswith('{"model"'):
+                r = json.loads(line)
+                if not a.only or r["model"] not in a.only:
+                    rows.append(r)
     for name, spec in MODELS.items():
         if a.only and name not in a.only:
             continue
