@@ -30,8 +30,11 @@ Two learners for f:
 
 Extended or shape-only. With `n_expected` (the total count is meaningful) the test is extended: N(SM) =
 n_expected, toys with Poisson(N(SM)) events. Without it, N(SM) = the data's count (shape only) and the toys
-have exactly that many events (`nplm_test`); mixing the two (N(SM) = N_D observed, Poisson toys) is
-conservative. Nuisance parameters (normalisation, scale): `offline.nplm_syst`.
+have exactly that many events (`nplm_test`), so observed and toys are the same test. Kernel NPLM on the
+LHCO-like SR features (N(SM) = 2000, fixed reference of 10,000, 300 data sets, 300 null toys) covers
+conservatively in both modes: P(p <= 0.1) = 0.050 +- 0.013 extended, 0.033 +- 0.010 shape only (the likely
+cause, not separately measured: each toy's reference is the 8,000 reference events not drawn as its data,
+smaller than the observed 10,000, so the toys' t run larger). Nuisance parameters (normalisation, scale): `offline.nplm_syst`.
 
 The distribution of t under the null comes from toys (`null_toys`), each a data set drawn from the reference
 (the remaining reference events as that toy's reference), run on Dask. The quoted p-value (`quoted_p`) is the
@@ -606,7 +609,7 @@ def nplm_test(X_ref: np.ndarray, X_data: np.ndarray, cfg: NPLMConfig = NPLMConfi
     Extended (the default whenever `n_expected` is given, i.e. the total count is meaningful): N(SM) =
     n_expected in the observed fit and Poisson(N(SM)) events per toy, so an excess in the total count counts.
     Shape only (no `n_expected`): N(SM) = the data's weight sum in the observed fit and exactly that many
-    events per toy; mixing the two (N(SM) = N_D observed, Poisson toys) makes the test conservative.
+    events per toy.
 
     For triggered data vs a zero-bias reference: X_ref = zero-bias features with their weights, X_data = the
     triggered data, n_expected = the number of data events expected under the reference (e.g. from the rate)."""
