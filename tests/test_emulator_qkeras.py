@@ -191,7 +191,9 @@ def test_import_errors():
     h = QActivation(quantized_bits(8, 3, alpha=1))(inp)
     with pytest.raises(QKerasImportError, match="not quantized|not supported"):
         fw.import_qkeras(tf.keras.Model(inp, tf.keras.layers.Dense(4)(h)), score=None)
-    with pytest.raises(QKerasImportError, match="batch normal|not supported"):
+    # a float BatchNormalization is imported as an affine op only when float32 predict() is exact: here (fresh
+    # moving_variance 1, epsilon 1e-3) the scale needs 23 bits on a 16-bit input -> refused, naming the bits
+    with pytest.raises(QKerasImportError, match=r"\(BatchNormalization\).*significant bits.*quantize_batchnorm"):
         d = QDense(4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))(h)
         fw.import_qkeras(tf.keras.Model(inp, tf.keras.layers.BatchNormalization()(d)), score=None)
     with pytest.raises(QKerasImportError, match="alpha"):
