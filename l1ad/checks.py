@@ -134,7 +134,7 @@ def offline_statistics(per_rate: Sequence[dict]) -> tuple[list[Flag], dict[str, 
     flags = [Flag("warn", f"{labels[why]} at {', '.join(dict.fromkeys(rates))}: {why}") for why, rates in reasons.items()]
     for r in per_rate:
         nq = r.get("nplm") or {}
-        p = nq.get("p_empirical")
+        p = nq.get("p", nq.get("p_empirical"))  # the quoted p (toys; chi2 only beyond every toy, when KS accepts it)
         if p is not None and nq.get("n_toys") and p < 0.01:
             flags.append(Flag("bad", f"NPLM half-vs-half null test fires at {khz(r['target_hz'])}: p = {p:.2g} "
                                      f"({nq['n_toys']} toys); the two halves of one stream should agree"))

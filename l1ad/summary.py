@@ -229,7 +229,8 @@ def _offline_section(off: dict, out_dir: Path) -> Section:
                      labels.get(dj.get("skipped"), f"bkg-only p {_p(dj.get('background_only', {}).get('global_p_toys'))}; "
                                                    f"+{dj_sig.get('injected', 0)} signal: local Z {_p(dj_sig.get('local_z'))}, "
                                                    f"global p {_p(dj_sig.get('global_p_toys'))}"),
-                     labels.get(nq.get("skipped"), f"p {_p(nq.get('p_empirical'))} ({nq.get('n_toys')} toys)")])
+                     labels.get(nq.get("skipped"), f"p {_p(nq.get('p', nq.get('p_empirical')))} "
+                                                   f"({nq.get('p_method', 'toys')}; {nq.get('n_toys')} toys)")])
         plot = dj_sig.get("plot")
         if plot and _without_plots(dj) not in shown_dijet:
             shown_dijet.append(_without_plots(dj))

@@ -57,3 +57,18 @@ def test_cli_cathode_sic_on_event_files(tmp_path, capsys):
     assert rows["supervised"]["max_sic"] > 2.0  # a labelled classifier separates the toy signal well
     assert (out / "sic.png").stat().st_size > 0
     assert main(["offline", "cathode", "--background", str(fb), "--out", str(out)]) != 0  # --signal missing
+
+
+def test_cwola_hunt_cli_global_p_from_toys(tmp_path):
+    """--n-toys: the global p comes from retrained background-only searches over every window and cut; Sidak is
+    printed beside it with its label."""
+    import json
+
+    from l1ad.cli import main
+
+    rc = main(["offline", "cwola", "--hunt", "--small", "--n-bkg", "20000", "--efficiencies", "0.2,0.05", "--n-toys", "2",
+               "--out", str(tmp_path)])
+    assert rc in (0, None)
+    s = json.loads((tmp_path / "search.json").read_text())
+    assert s["n_toys"] == 2 and s["global_p_method"].startswith("toys") and s["n_tests"] > 2
+    assert s["global_p"] in (1 / 3, 2 / 3, 1.0) and "Sidak" in s["global_p_sidak_note"]

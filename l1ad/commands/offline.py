@@ -40,10 +40,17 @@ def _echo_json(obj) -> None:
 @click.option("--hunt/--no-hunt", default=False, help="Scan m_JJ windows (CWoLa hunting) instead of one SR vs sidebands.")
 @click.option("--classifier", type=click.Choice(["bdt", "nn"]), default="bdt", show_default=True)
 @click.option("--efficiency", default=0.1, show_default=True, help="Hunting: fraction of events kept by the cut.")
+@click.option("--efficiencies", default=None,
+              help="Hunting: several cuts, comma separated (e.g. 0.2,0.05), searched together; with --n-toys the global p "
+                   "counts every window and cut.")
+@click.option("--n-toys", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Hunting: retrained background-only searches for the global p (0: the Sidak quick estimate, which "
+                   "can be anti-conservative). Toy data: fresh toys; an event file: its m_JJ-permuted copies.")
 @click.option("--small", is_flag=True, help="CI-sized settings (3 folds, 1 model per fold).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/offline/cwola", show_default=True)
-def cwola_cmd(events, n_bkg, s_over_b, signal_process, hunt, classifier, efficiency, small, seed, out_dir) -> None:
+def cwola_cmd(events, n_bkg, s_over_b, signal_process, hunt, classifier, efficiency, efficiencies, n_toys, small, seed,
+              out_dir) -> None:
     """CWoLa: signal region vs sidebands (or the full CWoLa hunt); writes scores summary / scan plot."""
     from pathlib import Path
 
@@ -57,6 +64,23 @@ def cwola_cmd(events, n_bkg, s_over_b, signal_process, hunt, classifier, efficie
     if small:
         clf = clf.model_copy(update={"n_folds": 3, "n_ensemble": 1, "max_iter": 60, "epochs": 10})
     out = Path(out_dir)
+    if hunt and (efficiencies or n_toys):
+        from l1ad.offline.cwola_hunting import HuntConfig
+        from l1ad.offline.hunt_toys import cwola_search
+
+        try:
+            effs = [float(v) for v in (efficiencies or str(efficiency)).split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{efficiencies!r}: expected comma-separated fractions", param_hint="--efficiencies") from None
+        if not all(0 < e < 1 for e in effs):
+            raise click.BadParameter(f"{effs}: each cut keeps a fraction in (0, 1)", param_hint="--efficiencies")
+        res = cwola_search(sample, HuntConfig(classifier=clf, efficiency=effs[0], seed=seed), effs, n_toys=n_toys,
+                           source="permute" if events else "toy", n_bkg=len(sample.mjj) if not events else 0)
+        s = res.summary()
+        write_json_atomic(out / "search.json", s)
+        _echo_json({k: s[k] for k in ("t_max", "p_min", "n_tests", "global_p", "global_z", "global_p_method", "n_toys",
+                                      "global_p_sidak", "global_p_sidak_note")})
+        return
     if hunt:
         from l1ad.offline.cwola_hunting import HuntConfig, cwola_hunt, plot_hunt
 
