@@ -19,7 +19,7 @@ if shutil.which("g++") is None:  # pragma: no cover
 from l1ad.firmware import emulate  # noqa: E402
 from l1ad.firmware.fixed import FixedFormat  # noqa: E402
 from l1ad.firmware.ir import DenseLayer, InputSpec, QModel, ScoreSpec  # noqa: E402
-from l1ad.firmware.hls import HLSConfig, HLSExportError, export_hls  # noqa: E402
+from l1ad.firmware.hls import HLSConfig, HLSExportError, export_hls, verify_project  # noqa: E402
 from l1ad.firmware.hls.vectors import make_vectors  # noqa: E402
 
 try:
@@ -256,16 +256,18 @@ def test_a_layer_kind_without_handler_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "p").exists()
 
 
-def test_constants_wider_than_a_double_are_refused(tmp_path):
+def test_constants_wider_than_a_double_are_exact(tmp_path):
+    """A 60-bit weight (beyond a double's 53) is written from its hex digits: the C simulation stays exact."""
     rng = np.random.default_rng(5)
     w = np.zeros((4, 4), dtype=object)
     w[1, 2] = (1 << 58) + 1
+    w[3, 0] = -(1 << 57) - 3
     L = DenseLayer("wide", w, "ap_fixed<60,2>", rng.integers(-3, 3, 4), "ap_fixed<4,2>", "linear", "ap_fixed<16,8,RND,SAT>")
     q = QModel(InputSpec.identity(4, "ap_int<8>"), "ap_fixed<8,8>", [L], None)
-    with pytest.raises(HLSExportError, match="layer wide weights: code 288230376151711745 of ap_fixed<60,2> needs more "
-                                             "than 53 bits"):
-        export_hls(q, None, tmp_path / "p")
-    assert not (tmp_path / "p").exists()
+    prj = export_hls(q, None, tmp_path / "p", HLSConfig(tb_vectors=20))
+    assert "l1ad_from_hex" in (tmp_path / "p" / "firmware" / "weights" / "wide.h").read_text()
+    rep = verify_project(prj, 2000, with_coverage=False)
+    assert rep["passed"] and rep["mismatches"]["outputs"] == 0
 
 
 def test_cli_export_hls_from_a_qmodel_json(tmp_path, capsys):
