@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import fields
 from typing import Sequence
 
 import numpy as np
@@ -43,6 +42,7 @@ from l1ad.offline.cathode import sample_sr_mjj
 from l1ad.offline.classify import ClassifierConfig, kfold_classify
 from l1ad.offline.cwola_hunting import HuntConfig, HuntResult, selected_window_test, window_edges, window_starts
 from l1ad.offline.hunt_toys import SearchResult as ScanResult
+from l1ad.offline.hunt_toys import toy_source
 from l1ad.offline.dijet import DijetSample
 from l1ad.offline.flows import ConditionalFlow, FlowConfig
 
@@ -166,16 +166,7 @@ def null_toys(cfg: CathodeScanConfig, n_toys: int, *, source: str = "toy", n_bkg
 
     if n_toys < 1:
         raise ValueError(f"n_toys must be >= 1, got {n_toys}")
-    shared: dict = {}
-    if source == "toy":
-        if n_bkg < 1000:
-            raise ValueError(f"source='toy' needs n_bkg >= 1000 background events, got {n_bkg}")
-    elif source == "permute":
-        if data is None:
-            raise ValueError("source='permute' needs the data sample (data=...)")
-        shared["data"] = {f.name: getattr(data, f.name) for f in fields(DijetSample)}
-    else:
-        raise ValueError(f"source must be 'toy' or 'permute', got {source!r}")
+    shared = toy_source(source, n_bkg, data)
     return map_toys(toy_task, [seed + i for i in range(n_toys)], shared=shared, scheduler=scheduler, n_workers=n_workers,
                     client=client, cfg_json=cfg.model_dump_json(), n_bkg=int(n_bkg),
                     toy_json=None if toy is None else toy.model_dump_json())

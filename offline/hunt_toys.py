@@ -128,6 +128,20 @@ def _permuted(seed: int, arrays: dict) -> DijetSample:
     return DijetSample(**d)
 
 
+def toy_source(source: str, n_bkg: int, data: DijetSample | None) -> dict:
+    """The data every background-only toy task shares: nothing for fresh toys (source "toy", n_bkg events each),
+    the sample's columns for m_JJ-permuted copies (source "permute")."""
+    if source == "toy":
+        if n_bkg < 1000:
+            raise ValueError(f"source='toy' needs n_bkg >= 1000 background events, got {n_bkg}")
+        return {}
+    if source == "permute":
+        if data is None:
+            raise ValueError("source='permute' needs the data sample (data=...)")
+        return {"data": {f.name: getattr(data, f.name) for f in fields(DijetSample)}}
+    raise ValueError(f"source must be 'toy' or 'permute', got {source!r}")
+
+
 def toy_task(seed: int, cfg_json: str, efficiencies: tuple[float, ...], n_bkg: int = 0, toy_json: str | None = None,
              data: dict | None = None) -> dict:
     """One background-only hunt (module level, so Dask can ship it); returns t_max and per-cut details."""
@@ -157,16 +171,7 @@ def null_toys(cfg: HuntConfig, n_toys: int, *, efficiencies: Sequence[float] | N
     if n_toys < 1:
         raise ValueError(f"n_toys must be >= 1, got {n_toys}")
     effs = (cfg.efficiency,) if efficiencies is None else tuple(float(x) for x in efficiencies)
-    shared: dict = {}
-    if source == "toy":
-        if n_bkg < 1000:
-            raise ValueError(f"source='toy' needs n_bkg >= 1000 background events, got {n_bkg}")
-    elif source == "permute":
-        if data is None:
-            raise ValueError("source='permute' needs the data sample (data=...)")
-        shared["data"] = {f.name: getattr(data, f.name) for f in fields(DijetSample)}
-    else:
-        raise ValueError(f"source must be 'toy' or 'permute', got {source!r}")
+    shared = toy_source(source, n_bkg, data)
     return map_toys(toy_task, [seed + i for i in range(n_toys)], shared=shared, scheduler=scheduler, n_workers=n_workers,
                     client=client,
                     cfg_json=cfg.model_dump_json(), efficiencies=effs, n_bkg=int(n_bkg),
