@@ -8,7 +8,6 @@ are rebuilt layer for layer: that repository states no licence, so its files are
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -209,5 +208,3 @@ MODELS: dict[str, dict] = {
                              "what": "Brevitas per-channel float weight scales"},
     "qconv2d": {"build": qconv2d, "what": "QConv2D on an 18x14 image"},
 }
-
-Builder = Callable[[Path], Path]

@@ -413,11 +413,11 @@ def _affine_requant(name: str, lo: Sequence[int], hi: Sequence[int], fa: int, S:
     (at frac fa): exact constants when S and O are dyadic (and always without an output format), else the
     multiply-and-shift proven exact over the range (firmware.requant)."""
     if out_fmt is None:  # no output quantizer: S and O are dyadic (float products), the exact accumulator is the output
-        fs = max(0, max(max(x.denominator.bit_length() - 1 for x in S), 0))
-        fo = max(0, max(x.denominator.bit_length() - 1 for x in O))
+        fs = max(x.denominator.bit_length() - 1 for x in S)  # denominators are powers of two here
+        fo = max(x.denominator.bit_length() - 1 for x in O)
         sc = [int(x * (1 << fs)) for x in S]
         of = [int(x * (1 << fo)) for x in O]
-        return AffineLayer(name, np.array(sc, dtype=object), FixedFormat.covering(min(sc + [0]), max(sc + [0]), fs - fa + fa),
+        return AffineLayer(name, np.array(sc, dtype=object), FixedFormat.covering(min(sc + [0]), max(sc + [0]), fs),
                            np.array(of, dtype=object), FixedFormat.covering(min(of + [0]), max(of + [0]), fo),
                            "relu" if relu else "linear", None)
     fo = out_fmt.frac

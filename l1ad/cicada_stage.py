@@ -95,7 +95,9 @@ def _or_table(ctx: StageContext, q, scores: dict, ev, sigs: dict, cfg) -> list[d
     from .pipeline import SCORE_FILE, ZERO_BIAS
 
     fe = cfg.models.deploy
-    axo_q = _load_q(ctx.path("rates") / fe / "qmodel.json")
+    from l1ad.firmware.ir import QModel
+
+    axo_q = QModel.load(ctx.path("rates") / fe / "qmodel.json")
     axo = np.load(ctx.path("firmware") / fe / SCORE_FILE)
     zb_rate = cfg.rates.zb_rate_hz
     rows = []
@@ -115,12 +117,6 @@ def _or_table(ctx: StageContext, q, scores: dict, ev, sigs: dict, cfg) -> list[d
                                  "or": _weighted_fraction(sa | sc_, b.weight)}
         rows.append(row)
     return rows
-
-
-def _load_q(path: Path):
-    from l1ad.firmware.ir import QModel
-
-    return QModel.load(path)
 
 
 def _rtl(q, ev, sigs: dict, cc: CicadaStageConfig, cfg, work: Path) -> dict:

@@ -44,6 +44,9 @@ from l1ad.offline.classify import ClassifierConfig, kfold_classify
 from l1ad.offline.dijet import DijetSample
 from l1ad.offline.fit import fit_dijet
 
+#: how a global p from the Sidak correction is labelled wherever it is shown without toys
+SIDAK_LABEL = "quick estimate (Sidak, can be anti-conservative)"
+
 
 class HuntConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -128,7 +131,7 @@ class HuntResult:
 
     @property
     def global_p_method(self) -> str:
-        return "quick estimate (Sidak, can be anti-conservative)" if self.global_p_toys is None else \
+        return SIDAK_LABEL if self.global_p_toys is None else \
             f"toys ({self.t_max_toys.size} retrained hunts)"
 
     @property

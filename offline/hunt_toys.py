@@ -24,12 +24,12 @@ from typing import Sequence
 import numpy as np
 
 from l1ad.offline import lhco_toy
-from l1ad.offline.cwola_hunting import HuntConfig, HuntResult, selected_window_test, window_starts, window_scores
+from l1ad.offline.cwola_hunting import (SIDAK_LABEL, HuntConfig, HuntResult, selected_window_test, window_scores,
+                                        window_starts)
 from l1ad.offline.dijet import DijetSample
 
 __all__ = ["SearchResult", "cwola_search", "global_p", "hunt_efficiencies", "null_toys", "toy_task", "t_max_over"]
 
-SIDAK_LABEL = "quick estimate (Sidak, can be anti-conservative)"
 
 
 class SearchResult:

@@ -18,18 +18,9 @@ if shutil.which("g++") is None:  # pragma: no cover
 
 from l1ad.firmware import emulate  # noqa: E402
 from l1ad.firmware.fixed import FixedFormat  # noqa: E402
-from l1ad.firmware.ir import DenseLayer, InputSpec, QModel, ScoreSpec  # noqa: E402
+from l1ad.firmware.ir import AffineLayer, ConvLayer, DenseLayer, InputSpec, QModel, ScoreSpec  # noqa: E402
 from l1ad.firmware.hls import HLSConfig, HLSExportError, export_hls, verify_project  # noqa: E402
 from l1ad.firmware.hls.vectors import make_vectors  # noqa: E402
-
-try:
-    from l1ad.firmware.ir import AffineLayer  # noqa: E402
-except ImportError:  # pragma: no cover - the op arrived in the same release
-    AffineLayer = None
-try:
-    from l1ad.firmware.ir import ConvLayer  # noqa: E402
-except ImportError:  # pragma: no cover - the op arrived in the same release
-    ConvLayer = None
 
 N_EVENTS = 30_000
 N_UNIFORM = 10_000
@@ -146,8 +137,6 @@ def project(tmp_path_factory):
 
     def get(name):
         if name not in _BUILT:
-            if (name == "affine" and AffineLayer is None) or (name == "conv" and ConvLayer is None):
-                pytest.skip(f"firmware.ir has no {name} layer yet")
             q = NETS[name]()
             prj = export_hls(q, None, tmp_path_factory.mktemp("hls_ir") / name, HLSConfig(tb_vectors=200))
             _BUILT[name] = (prj, CSim(prj.path, prj.name))
@@ -198,7 +187,7 @@ def test_narrow_accumulators_change_the_result(project):
 
 def test_testbench_reproduces_tb_data(project):
     """The Vitis testbench compiled with g++ reads tb_data/ and reproduces the emulator's codes exactly."""
-    prj, _ = project("affine" if AffineLayer is not None else "exact_mse")
+    prj, _ = project("affine")
     exe = prj.path / "tb.exe"
     subprocess.run(["g++", "-O0", "-std=c++14", "-w", "-Ifirmware/ap_types", "-Ifirmware", f"{prj.name}_test.cpp",
                     f"firmware/{prj.name}.cpp", "-o", str(exe)], cwd=prj.path, check=True)
@@ -274,7 +263,7 @@ def test_cli_export_hls_from_a_qmodel_json(tmp_path, capsys):
     """`l1ad export hls qmodel.json --verify N`: no framework model needed; C-sim vs emulator only."""
     from l1ad.cli import main
 
-    q = net_affine() if AffineLayer is not None else net_exact_mse()
+    q = net_affine()
     path = q.save(tmp_path / "qmodel.json")
     out = tmp_path / "prj"
     assert main(["export", "hls", str(path), "--out", str(out), "--verify", "3000", "--seed", "3"]) == 0
