@@ -16,6 +16,10 @@ Data flow (every tensor has one FixedFormat; codes are integers, value = code * 
       acc      acc_j = in_j * scale_j + offset_j, exact (``A.accum_format`` always holds it)
       out      out_j = requantize(act(acc_j) -> ``A.output_format``)  (multiply-and-shift requantization,
                folded batch normalisation that cannot go into the previous layer, or a standalone activation)
+    for each PoolLayer P (max or average pooling, 1-D/2-D, channels last):
+      acc      max over the window's valid inputs (exact, the input's LSB), or the average sum/2**k (exact: the
+               sum at k more fraction bits; P's dense view); non-power-of-two divisors are refused
+      out      out_j = requantize(act(acc_j) -> ``P.output_format``)
     score (optional, ``ScoreSpec``):
       "mse": d_j = xq_j - out_j (diff_format); q_j = d_j**2 (square_format);
              score = sum_j m_j q_j (accum_format, hls4ml order as above if not exact) -> ``format``;
@@ -29,7 +33,8 @@ Every intermediate conversion "-> F" is ``F.requantize`` with F's rounding then 
 its exact range never changes a value. Formats left as None at construction are filled with the narrowest EXACT
 format from a per-feature interval analysis, so nothing is truncated unless the config says so.
 
-The layers form one ordered op list; each op class (``LAYER_KINDS``: DenseLayer "dense", AffineLayer "affine")
+The layers form one ordered op list; each op class (``LAYER_KINDS``: DenseLayer "dense", AffineLayer "affine",
+ConvLayer "conv", PoolLayer "pool")
 owns its interval analysis (``accum_bounds``), exactness rule, and serialisation; every back-end dispatches on
 ``layer.kind``. Adding an op = one class here + one handler in the emulator, the Verilog generator and the HLS
 writer (each back-end refuses a kind it has no handler for, naming it).
@@ -48,12 +53,15 @@ integers; ``l1ad.qmodel/1`` documents, which hold dense layers without "kind", s
                  "activation": "linear"|"relu", "output_format": str}
                 | {"name": str, "kind": "affine", "n": int, "scale_format": str, "scale": [int]*n,
                    "offset_format": str, "offset": [int]*n, "product_format": str, "accum_format": str,
-                   "activation": "linear"|"relu", "output_format": str}, ...],
+                   "activation": "linear"|"relu", "output_format": str}
+                | {"name": str, "kind": "pool", "mode": "max"|"avg", "in_shape": [int], "pool_size": [int],
+                   "strides": [int], "padding": "valid"|"same"|[[int, int]], "count_pad": bool, "product_format": str,
+                   "accum_format": str, "activation": "linear"|"relu", "output_format": str}, ...],
      "score": null | {"kind": "mse"|"mu2", "gate": null|[int]*n,
                       "diff_format": str|null, "square_format": str, "accum_format": str, "format": str},
      "thresholds": [int], "warnings": [str], "meta": {...}}
 
-Public names (stable): ``QModel``, ``InputSpec``, ``DenseLayer``, ``AffineLayer``, ``LAYER_KINDS``, ``ScoreSpec``,
+Public names (stable): ``QModel``, ``InputSpec``, ``DenseLayer``, ``AffineLayer``, ``ConvLayer``, ``PoolLayer``, ``LAYER_KINDS``, ``ScoreSpec``,
 ``SCHEMA``, ``default_gate``,
 ``QModelError``. Useful QModel methods for back-ends: ``tensor_formats()`` (every tensor's format in data-flow
 order), ``tensor_bounds()`` (per-feature code bounds from the interval analysis), ``layer_exact(i)`` (the
@@ -676,9 +684,294 @@ class ConvLayer:
                    product_format=d.get("product_format"))
 
 
-Layer = DenseLayer | AffineLayer | ConvLayer
+POOL_MODES = ("max", "avg")
+
+
+@dataclass(frozen=True)
+class PoolLayer:
+    """Max or average pooling, 1-D or 2-D, channels last (Keras semantics): input ``in_shape`` = (L, C) or
+    (H, W, C) flattened row-major; window ``pool_size``; ``strides`` (default: the pool size); ``padding``
+    "valid", "same" (Keras' rule, as for ConvLayer) or explicit (before, after) pairs (ONNX). Padded positions
+    never enter a result: max is over the window's valid inputs (Keras and ONNX pad with -inf); an average
+    divides by the count of valid inputs (Keras; ONNX count_include_pad=0), or by the full window when
+    ``count_pad`` (ONNX count_include_pad=1: the padded zeros are in the sum). Global pooling is a window as
+    large as the input. Then ``activation`` (relu) and requantization to ``output_format``, as for a dense layer.
+
+    Exactness: a max is one of its inputs, so its exact accumulator is the input's LSB. An average is exact in
+    fixed point only when every divisor is a power of two 2**k (the mean is the sum with the binary point moved
+    k places); any other divisor is refused here, naming the layer, the divisor and the window. The average
+    then IS a dense layer with weights 2**-k_j (zeros off the window, no bias): ``dense_view()`` gives it, and
+    back-ends without a pooling handler of their own run it as that (exact accumulator, any summation order)."""
+
+    name: str
+    mode: str
+    in_shape: tuple[int, ...]
+    pool_size: tuple[int, ...]
+    strides: tuple[int, ...] | None = None
+    padding: Any = "valid"
+    count_pad: bool = False
+    activation: str = "linear"
+    output_format: FixedFormat | None = None
+    accum_format: FixedFormat | None = None
+    product_format: FixedFormat | None = None
+
+    kind = "pool"
+    requires_exact_accum = True
+
+    def __post_init__(self) -> None:
+        for k in ("output_format", "accum_format", "product_format"):
+            object.__setattr__(self, k, _fmt(getattr(self, k)))
+        if self.mode not in POOL_MODES:
+            raise QModelError(f"layer {self.name}: pooling mode {self.mode!r} not supported; use one of {POOL_MODES}")
+        if self.activation not in ACTIVATIONS:
+            raise QModelError(f"layer {self.name}: activation {self.activation!r} not supported; use one of {ACTIVATIONS}")
+        shp = tuple(int(v) for v in self.in_shape)
+        if len(shp) not in (2, 3) or min(shp) < 1:
+            raise QModelError(f"layer {self.name}: in_shape {shp} must be (length, channels) or (height, width, channels)")
+        nd = len(shp) - 1
+        ps = tuple(int(v) for v in np.atleast_1d(self.pool_size))
+        if len(ps) == 1 and nd == 2:
+            ps = ps * 2
+        if len(ps) != nd or min(ps) < 1:
+            raise QModelError(f"layer {self.name}: pool_size {self.pool_size} must be {nd} positive integers")
+        st = ps if self.strides is None else tuple(int(v) for v in np.atleast_1d(self.strides))
+        if len(st) == 1 and nd == 2:
+            st = st * 2
+        if len(st) != nd or min(st) < 1:
+            raise QModelError(f"layer {self.name}: strides {self.strides} must be {nd} positive integers")
+        if isinstance(self.padding, str):
+            if self.padding not in ("valid", "same"):
+                raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid', 'same' or explicit "
+                                  f"(before, after) pairs")
+        else:
+            try:
+                pads = tuple((int(a), int(b)) for a, b in self.padding)
+            except (TypeError, ValueError):
+                raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid', 'same' or explicit "
+                                  f"(before, after) pairs") from None
+            if len(pads) != nd or min(min(p) for p in pads) < 0:
+                raise QModelError(f"layer {self.name}: padding {pads} must give {nd} non-negative (before, after) pairs")
+            if any(a >= k or b >= k for (a, b), k in zip(pads, ps)):
+                raise QModelError(f"layer {self.name}: padding {pads} as large as the window {ps}: a window could "
+                                  f"hold padding only")
+            object.__setattr__(self, "padding", pads)
+        if self.count_pad and self.mode != "avg":
+            raise QModelError(f"layer {self.name}: count_pad applies to average pooling only")
+        object.__setattr__(self, "in_shape", shp)
+        object.__setattr__(self, "pool_size", ps)
+        object.__setattr__(self, "strides", st)
+        object.__setattr__(self, "count_pad", bool(self.count_pad))
+        for ax in range(nd):
+            if _conv_out_len(shp[ax], ps[ax], st[ax], self.padding, ax)[0] < 1:
+                raise QModelError(f"layer {self.name}: window {ps} larger than the (padded) input {shp[:nd]}")
+        if self.mode == "avg":
+            bad = sorted({d for d in self._divisors() if d & (d - 1)})
+            if bad:
+                raise QModelError(
+                    f"layer {self.name}: average pooling over a {'x'.join(map(str, ps))} window divides by {bad[0]}"
+                    + (f" (and {bad[1:]})" if len(bad) > 1 else "") + ", not a power of two: the mean sum/N has no exact "
+                    "fixed-point value (only N = 2**k is a shift of the binary point); use a power-of-two window"
+                    + (" or 'valid' padding (with 'same', edge windows hold fewer inputs)" if self.padding != "valid" else ""))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PoolLayer):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        nd = len(self.in_shape) - 1
+        return tuple(_conv_out_len(self.in_shape[a], self.pool_size[a], self.strides[a], self.padding, a)[0]
+                     for a in range(nd)) + (self.in_shape[-1],)
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def window(self) -> int:
+        """N: the number of positions of a full window."""
+        return int(np.prod(self.pool_size))
+
+    def windows(self) -> list[list[int]]:
+        """Per output position (row-major over the output's spatial axes), the flat spatial indices of the valid
+        (unpadded) inputs of its window, in window order."""
+        w = self.__dict__.get("_windows")
+        if w is None:
+            nd = len(self.in_shape) - 1
+            sp = self.in_shape[:nd] if nd == 2 else (1,) + self.in_shape[:1]
+            osp = self.out_shape[:nd] if nd == 2 else (1,) + self.out_shape[:1]
+            ps = self.pool_size if nd == 2 else (1,) + self.pool_size
+            st = self.strides if nd == 2 else (1,) + self.strides
+            pads = [_conv_out_len(self.in_shape[a], self.pool_size[a], self.strides[a], self.padding, a)[1]
+                    for a in range(nd)]
+            pads = pads if nd == 2 else [0] + pads
+            w = []
+            for oy in range(osp[0]):
+                for ox in range(osp[1]):
+                    idx = []
+                    for dy in range(ps[0]):
+                        iy = oy * st[0] - pads[0] + dy
+                        for dx in range(ps[1]):
+                            ix = ox * st[1] - pads[1] + dx
+                            if 0 <= iy < sp[0] and 0 <= ix < sp[1]:
+                                idx.append(iy * sp[1] + ix)
+                    w.append(idx)
+            self.__dict__["_windows"] = w
+        return [list(v) for v in w]
+
+    def gather_index(self) -> np.ndarray:
+        """(n_out, N) flat input indices (channel included) of every output's window; a window cut by padding
+        repeats its first valid input (a max is unchanged by repeats; averages use ``dense_view``)."""
+        C = self.in_shape[-1]
+        N = self.window
+        rows = []
+        for idx in self.windows():
+            full = idx + [idx[0]] * (N - len(idx))
+            for c in range(C):
+                rows.append([i * C + c for i in full])
+        return np.array(rows, dtype=np.int64).reshape(self.n_out, N)
+
+    def _divisors(self) -> list[int]:
+        return [self.window if self.count_pad else len(idx) for idx in self.windows()]
+
+    def shifts(self) -> list[int]:
+        """Average pooling: k per output position, the divisor being 2**k."""
+        return [d.bit_length() - 1 for d in self._divisors()]
+
+    # ------------------------------------------------------------------ the dense-layer face (what QModel reads)
+    @property
+    def weight_format(self) -> FixedFormat:
+        """max: the unit weight (each input passes unchanged); avg: the format of the weights 2**-k_j."""
+        if self.mode == "max":
+            return FixedFormat(1, 1, False)
+        ks = self.shifts()
+        kmax = max(ks)
+        return FixedFormat.covering(0, 1 << (kmax - min(ks)), kmax, signed=False)
+
+    @property
+    def bias(self) -> np.ndarray:
+        return np.zeros(self.n_out, dtype=np.int64)
+
+    @property
+    def bias_format(self) -> FixedFormat:
+        return FixedFormat(2, 2, True)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Average pooling: the dense view's (n_in, n_out) matrix of codes 2**(kmax - k_j) of ``weight_format``."""
+        if self.mode != "avg":
+            raise QModelError(f"layer {self.name}: max pooling is not linear; it has no weight matrix")
+        w = self.__dict__.get("_dense")
+        if w is None:
+            C = self.in_shape[-1]
+            ks = self.shifts()
+            kmax = max(ks)
+            w = np.zeros((self.n_in, self.n_out), dtype=np.int64)
+            for p, (idx, k) in enumerate(zip(self.windows(), ks)):
+                for i in idx:
+                    for c in range(C):
+                        w[i * C + c, p * C + c] = 1 << (kmax - k)
+            w.setflags(write=False)
+            self.__dict__["_dense"] = w
+        return w
+
+    def dense_view(self) -> DenseLayer:
+        """Average pooling as the DenseLayer it is (weights 2**-k_j, zero bias, same formats); max pooling has none."""
+        v = self.__dict__.get("_view")
+        if v is None:
+            v = DenseLayer(self.name, self.weights, self.weight_format, self.bias, self.bias_format, self.activation,
+                           self.output_format, self.accum_format, self.product_format)
+            self.__dict__["_view"] = v
+        return v
+
+    def exact_frac(self, in_fmt: FixedFormat) -> int:
+        return in_fmt.frac + self.weight_format.frac
+
+    def accum_bounds(self, in_lo: Sequence[int], in_hi: Sequence[int], in_fmt: FixedFormat) -> dict[str, Any]:
+        """Interval analysis (see DenseLayer.accum_bounds). max: out_j in [max lo_i, max hi_i] over the window;
+        a partial max (any subset of the window, any order) lies in [min lo_i, max hi_i]."""
+        if self.mode == "avg":
+            return self.dense_view().accum_bounds(in_lo, in_hi, in_fmt)
+        lo_out, hi_out, plo = [], [], []
+        for row in self.gather_index().tolist():
+            lo_out.append(max(int(in_lo[i]) for i in row))
+            hi_out.append(max(int(in_hi[i]) for i in row))
+            plo.append(min(int(in_lo[i]) for i in row))
+        used = sorted({i for row in self.gather_index().tolist() for i in row})
+        return {"frac": in_fmt.frac, "lo": lo_out, "hi": hi_out, "part_lo": plo, "part_hi": list(hi_out),
+                "pmin": min(int(in_lo[i]) for i in used), "pmax": max(int(in_hi[i]) for i in used)}
+
+    # ------------------------------------------------------------------ arithmetic
+    def apply_codes(self, codes: np.ndarray, in_fmt: FixedFormat | str) -> np.ndarray:
+        """The layer on integer codes: (N, n_in) codes of ``in_fmt`` -> (N, n_out) codes of ``output_format``
+        (max or exact sum at the exact LSB, relu, requantization). Needs the formats QModel fills in."""
+        in_fmt = FixedFormat.parse(in_fmt)
+        if self.accum_format is None or self.output_format is None:
+            raise QModelError(f"layer {self.name}: formats not filled in; take the layer from a QModel")
+        a = np.asarray(codes)
+        if a.ndim != 2 or a.shape[1] != self.n_in:
+            raise QModelError(f"layer {self.name}: expected codes of shape (N, {self.n_in}), got {a.shape}")
+        if a.dtype != object:
+            a = a.astype(np.int64)
+        fa = self.exact_frac(in_fmt)
+        if self.mode == "max":
+            acc = a[:, self.gather_index()].max(axis=2)
+        else:
+            amax = max(abs(in_fmt.min_code), abs(in_fmt.max_code))
+            big = a.dtype == object or amax * self.window * (1 << self.weight_format.frac) >= 1 << 62
+            w = self.weights.astype(object) if big else self.weights
+            acc = (a.astype(object) if big else a) @ w
+        acc = acc << (self.accum_format.frac - fa) if self.accum_format.frac > fa else acc
+        if self.activation == "relu":
+            acc = np.where(acc < 0, 0, acc)
+        return requantize(acc, self.accum_format, self.output_format)[0]
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def replace(self, **kw: Any) -> "PoolLayer":
+        d = dict(name=self.name, mode=self.mode, in_shape=self.in_shape, pool_size=self.pool_size, strides=self.strides,
+                 padding=self.padding, count_pad=self.count_pad, activation=self.activation,
+                 output_format=self.output_format, accum_format=self.accum_format, product_format=self.product_format)
+        d.update(kw)
+        return PoolLayer(**d)
+
+    def describe(self) -> str:
+        glob = "global " if tuple(self.pool_size) == tuple(self.in_shape[:-1]) and self.padding == "valid" else ""
+        return (f"{glob}{self.mode} pool{len(self.in_shape) - 1}d {self.in_shape} -> {self.out_shape}, window "
+                f"{self.pool_size}, strides {self.strides}, {self.padding}" + (", count_pad" if self.count_pad else "")
+                + f", {self.activation}")
+
+    def to_dict(self) -> dict:
+        s = lambda f: None if f is None else str(f)  # noqa: E731
+        return {"name": self.name, "kind": "pool", "mode": self.mode, "in_shape": list(self.in_shape),
+                "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding if isinstance(self.padding, str) else [list(p) for p in self.padding],
+                "count_pad": self.count_pad, "product_format": s(self.product_format),
+                "accum_format": s(self.accum_format), "activation": self.activation,
+                "output_format": s(self.output_format)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PoolLayer":
+        pad = d.get("padding", "valid")
+        return cls(name=d["name"], mode=d["mode"], in_shape=tuple(d["in_shape"]), pool_size=tuple(d["pool_size"]),
+                   strides=None if d.get("strides") is None else tuple(d["strides"]),
+                   padding=pad if isinstance(pad, str) else tuple(tuple(p) for p in pad),
+                   count_pad=bool(d.get("count_pad", False)), activation=d.get("activation", "linear"),
+                   output_format=d.get("output_format"), accum_format=d.get("accum_format"),
+                   product_format=d.get("product_format"))
+
+
+Layer = DenseLayer | AffineLayer | ConvLayer | PoolLayer
 # the layer kinds a QModel document may hold: adding an op is one class here plus one handler per back-end
-LAYER_KINDS: Mapping[str, type] = MappingProxyType({"dense": DenseLayer, "affine": AffineLayer, "conv": ConvLayer})
+LAYER_KINDS: Mapping[str, type] = MappingProxyType({"dense": DenseLayer, "affine": AffineLayer, "conv": ConvLayer,
+                                                    "pool": PoolLayer})
 
 
 def layer_from_dict(d: Mapping[str, Any]) -> Layer:
