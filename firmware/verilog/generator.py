@@ -29,6 +29,7 @@ from l1ad.firmware.fixed import FixedFormat, requantize
 
 from .config import BX_NS, VerilogConfig
 from .cse import sum_terms
+from .pool import pool_block
 from .rtl import (Module, Pipe, Planner, Sig, Term, add_const, add_terms, adder_tree, as_const, bits_for, combine, csd, ext,
                   finish, finish_levels, requant, requant_levels, round_offset)
 
@@ -514,6 +515,7 @@ _LAYER_BLOCKS = {
     "dense": lambda *a: _dense_block(*a),
     "affine": lambda *a: _dense_block(*a),
     "conv": lambda *a: _dense_block(*a),  # fully unrolled: one adder tree per output pixel and filter
+    "pool": lambda *a: pool_block(*a),  # max: compare-and-select trees; average: its dense view (firmware/verilog/pool.py)
 }
 
 
