@@ -3,7 +3,9 @@
 Supported graphs: a chain (each layer has one input) from the model input to the chosen output layer, made of
     InputLayer, QActivation(quantized_bits | quantized_relu | "relu" | "linear"), QDense (kernel and bias
     quantizers quantized_bits with alpha None/1 or "auto_po2"; activation linear / relu / quantized_relu /
-    quantized_bits), Activation("linear"|"relu"), Dropout (inference identity), Flatten of a flat input,
+    quantized_bits), Activation("linear"|"relu"), Dropout (inference identity), Flatten, QConv1D / QConv2D,
+    MaxPooling1D/2D, AveragePooling1D/2D, QAveragePooling2D, GlobalMax/GlobalAveragePooling1D/2D (average pooling
+    only with power-of-two divisors: the mean is then exact; any other divisor is refused, naming it),
     BatchNormalization (an exact per-channel affine op x * inv + off with Keras' own float32 constants; refused,
     naming the layer and the bits, when float32 cannot compute it exactly: ``quantize_batchnorm(model)`` returns a
     copy with rounded constants that imports exactly), a trailing softmax with ``softmax="drop"``.
@@ -30,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .fixed import FixedFormat, quantize_float
-from .ir import AffineLayer, ConvLayer, DenseLayer, InputSpec, QModel, QModelError
+from .ir import AffineLayer, ConvLayer, DenseLayer, InputSpec, PoolLayer, QModel, QModelError
 
 F32_BITS = 24
 
@@ -288,9 +290,17 @@ def import_qkeras(
         if cls in ("Conv1D", "Conv2D", "Conv3D", "QConv3D", "QDepthwiseConv2D", "DepthwiseConv2D", "QSeparableConv2D",
                    "SeparableConv2D", "Conv2DTranspose", "QConv2DTranspose"):
             raise QKerasImportError(f"{where}: not supported (QConv1D and QConv2D with kernel and bias quantizers are)")
-        if cls in ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "QAveragePooling2D",
-                   "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D"):
-            raise QKerasImportError(f"{where}: pooling layers are not supported yet (use a strided QConv instead)")
+        if cls in POOLING_LAYERS:
+            layers.append(_pool_entry(layer, cls, where, shape))
+            layer_names.append(layer.name)
+            shape = layers[-1]["out_shape"]
+            act = getattr(layer, "activation", None) if cls.startswith("Q") else None
+            if act is not None:
+                kind, q = _activation_kind(act, where=where)
+                _apply_activation(layers[-1], kind, q, where, warnings, layer)
+            continue
+        if cls in ("MaxPooling3D", "AveragePooling3D", "GlobalMaxPooling3D", "GlobalAveragePooling3D"):
+            raise QKerasImportError(f"{where}: 3-d pooling is not supported (1-D and 2-D are)")
         if cls == "QDense" and len(shape) != 1:
             raise QKerasImportError(f"{where}: a dense layer on a {len(shape)}-d tensor {shape} (Keras applies it to the "
                                     f"last axis only); add a Flatten before it")
@@ -378,9 +388,10 @@ def import_qkeras(
     unknown = set(accum_formats) - set(layer_names)
     if unknown:
         raise QKerasImportError(f"accum_formats names unknown layers {sorted(unknown)}; layers: {layer_names}")
-    bad = [k for k in accum_formats if any(e["name"] == k and e["kind"] == "affine" for e in layers)]
+    bad = [k for k in accum_formats if any(e["name"] == k and e["kind"] in ("affine", "pool") for e in layers)]
     if bad:
-        raise QKerasImportError(f"accum_formats: {bad} are batch normalisations, whose accumulator is always exact")
+        raise QKerasImportError(f"accum_formats: {bad} are batch normalisations or pooling layers, whose accumulator is "
+                                "always exact")
     ir_layers = [_ir_layer(e, accum_formats) for e in layers]
     # score block
     from .import_qonnx import make_score
@@ -428,7 +439,54 @@ def _conv_entry(layer: Any, cls: str, where: str, shape: tuple[int, ...], warnin
             "output_format": None, "keras": layer, "out_shape": probe.out_shape, "n_out": probe.n_out}
 
 
-def _ir_layer(e: dict, accum_formats: Mapping[str, str]) -> DenseLayer | AffineLayer | ConvLayer:
+#: Keras / QKeras pooling layers the importer maps to the IR's PoolLayer
+POOLING_LAYERS = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "QAveragePooling2D",
+                  "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+                  "QGlobalAveragePooling2D")
+
+
+def _pool_entry(layer: Any, cls: str, where: str, shape: tuple[int, ...]) -> dict:
+    """A Keras pooling layer as a pool stage. Keras' max and average skip padded cells ("same": an edge window
+    averages its valid inputs only), as the IR does. QKeras' Q(Global)AveragePooling2D computes
+    ``avg * N * q(1/N)``: the same value when its average_quantizer keeps 1/N exact (checked here), and its
+    activation quantizer becomes the layer's output format."""
+    nd = 1 if "1D" in cls else 2
+    if len(shape) != nd + 1:
+        raise QKerasImportError(f"{where}: expects a {nd + 1}-d input (channels last), the previous tensor is {shape}")
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise QKerasImportError(f"{where}: data_format {layer.data_format!r}; only channels_last is supported")
+    mode = "max" if "Max" in cls else "avg"
+    if "Global" in cls:
+        pool, strides, pad = tuple(shape[:-1]), tuple(shape[:-1]), "valid"
+    else:
+        pool = tuple(int(v) for v in np.atleast_1d(layer.pool_size))
+        strides = tuple(int(v) for v in np.atleast_1d(layer.strides)) if layer.strides is not None else pool
+        pad = str(layer.padding).lower()
+        if pad not in ("valid", "same"):
+            raise QKerasImportError(f"{where}: padding {layer.padding!r} is not supported (valid, same)")
+    try:
+        probe = PoolLayer(layer.name, mode, shape, pool, strides, pad)
+    except QModelError as e:
+        raise QKerasImportError(f"{where}: {e}") from None
+    aq = getattr(layer, "average_quantizer_internal", None) if cls.startswith("Q") else None
+    if aq is not None:
+        n = probe.window
+        qv = float(_tf_eval(aq, np.array(1.0 / n, dtype=np.float32)))
+        if qv != 1.0 / n:
+            raise QKerasImportError(f"{where}: average_quantizer {aq} turns 1/{n} into {qv!r}: the layer then computes "
+                                    f"avg * {n} * {qv!r}, not the mean, which has no exact fixed-point form here; use an "
+                                    f"average_quantizer that holds 1/{n} exactly (or none)")
+    return {"kind": "pool", "name": layer.name, "mode": mode, "in_shape": shape, "pool_size": probe.pool_size,
+            "strides": probe.strides, "padding": pad, "activation": "linear", "output_format": None, "keras": layer,
+            "out_shape": (probe.out_shape[-1],) if "Global" in cls and not getattr(layer, "keepdims", False)
+            else probe.out_shape, "n_out": probe.n_out}
+
+
+def _ir_layer(e: dict, accum_formats: Mapping[str, str]) -> DenseLayer | AffineLayer | ConvLayer | PoolLayer:
+    if e["kind"] == "pool":
+        return PoolLayer(name=e["name"], mode=e["mode"], in_shape=e["in_shape"], pool_size=e["pool_size"],
+                         strides=e["strides"], padding=e["padding"], activation=e["activation"],
+                         output_format=e["output_format"])
     if e["kind"] == "conv":
         return ConvLayer(name=e["name"], kernel=e["kernel"], kernel_format=e["kernel_format"], bias=e["bias"],
                          bias_format=e["bias_format"], in_shape=e["in_shape"], strides=e["strides"], padding=e["padding"],
@@ -629,7 +687,7 @@ def _float32_warnings(qm: QModel, ste: list[Any]) -> list[str]:
         fa = L.exact_frac(in_fmt)
         m = max(max(abs(v) for v in part_lo), max(abs(v) for v in part_hi))
         bits = m.bit_length()
-        if bits > F32_BITS and L.kind == "dense":  # (affine: checked per channel, exactly, by _check_batchnorm_float32)
+        if bits > F32_BITS and (L.kind == "dense" or (L.kind == "pool" and L.mode == "avg")):  # (affine: checked per channel, exactly, by _check_batchnorm_float32)
             out.append(f"layer {L.name!r}: partial sums need {bits} significant bits > {F32_BITS}: TensorFlow's float32 "
                        f"dot/bias_add can round them, so QKeras predict may differ from fixed point after the next quantizer")
         if st is not None and not (st["relu"] and st["clip"]):
