@@ -4,8 +4,11 @@
 ``brevitas.export.export_qonnx(..., dynamo=False)``, see trigger.models.brevitas_nets.export_qonnx) and walks its
 graph, which must be a chain
 
-    Quant (input quantizer) -> { Gemm | MatMul [+ Add]  (weight and bias each through a Quant node)
+    Quant (input quantizer) -> { Gemm | MatMul [+ Add] | Conv  (weight and bias each through a Quant node)
+                                 | MaxPool | AveragePool | GlobalMaxPool | GlobalAveragePool | Flatten
                                  -> [Relu] -> [Quant] }+
+
+(pooling: power-of-two divisors only for averages, ceil_mode 0, no dilation; see ``_pool_stage``)
 
 Every Quant node becomes a fixed-point format: bit width b, scale 2**-f (a power of two, per tensor, zero point 0)
 gives ``ap_fixed<b, b - f>`` (``ap_ufixed`` when unsigned), rounding from ``rounding_mode`` (ROUND = half to even
@@ -30,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .fixed import FixedFormat
-from .ir import AffineLayer, ConvLayer, DenseLayer, InputSpec, QModel, QModelError, ScoreSpec, default_gate
+from .ir import AffineLayer, ConvLayer, DenseLayer, InputSpec, PoolLayer, QModel, QModelError, ScoreSpec, default_gate
 from .requant import multiply_shift
 
 #: float32 significand: integers below 2**24 (times any power of two) are exact
@@ -258,7 +261,7 @@ def _walk(mw, names: Sequence[str]) -> tuple[tuple[FixedFormat, np.ndarray | Non
         node = _single_consumer(mw, t)
         if node is None:
             break
-        idx = len(stages)
+        idx = sum(1 for st in stages if st["kind"] != "pool")  # `names` lists the Gemm/MatMul/Conv layers
         lname = names[idx] if idx < len(names) and names[idx] else f"layer_{idx + 1}"
         bias = None
         if node.op_type in ("Flatten", "Reshape"):
@@ -266,6 +269,12 @@ def _walk(mw, names: Sequence[str]) -> tuple[tuple[FixedFormat, np.ndarray | Non
                 perm = _chw_to_hwc(shape)
                 shape = (int(np.prod(shape)),)
             t = node.output[0]
+            continue
+        if node.op_type in POOL_OPS:
+            st = _pool_stage(mw, node, t, shape, len(stages))
+            shape = st.pop("next_shape")
+            t = st.pop("t")
+            stages.append(st)
             continue
         if node.op_type == "Conv":
             st = _conv_stage(mw, node, t, lname, shape)
@@ -345,7 +354,7 @@ def _act_and_quant(mw, t: str, out_name: str, lname: str) -> tuple[bool, Any, st
             raise QonnxImportError(f"node {nxt.name} (Quant): per-channel activation scales are not supported")
         if out_q[1] is not None:
             out_q = (out_q[0], np.asarray(out_q[1]).ravel()[:1].reshape(()))
-    elif nxt is not None and nxt.op_type not in ("Gemm", "MatMul", "Conv", "Flatten", "Reshape"):
+    elif nxt is not None and nxt.op_type not in ("Gemm", "MatMul", "Conv", "Flatten", "Reshape") + POOL_OPS:
         raise QonnxImportError(f"node {nxt.name} ({nxt.op_type}) after layer {lname} is not supported "
                                f"(expected Relu, Quant or the next layer)")
     return relu, out_q, t
@@ -401,6 +410,56 @@ def _conv_stage(mw, node, t: str, lname: str, shape: tuple[int, ...]) -> dict:
     return {"kind": "conv", "name": lname, "w": kernel, "wf": wf, "w_scale": w_scale, "bias": bias, "relu": relu,
             "out": out_q, "in_shape": in_shape, "strides": strides, "padding": padding, "out_shape": oh,
             "next_shape": (oh[-1],) + tuple(oh[:-1]), "t": t}
+
+
+#: ONNX pooling operators imported as the IR's PoolLayer
+POOL_OPS = ("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")
+
+
+def _pool_stage(mw, node, t: str, shape: tuple[int, ...], k: int) -> dict:
+    """A MaxPool / AveragePool / GlobalMaxPool / GlobalAveragePool node (channels first, as exported; torch's
+    MaxPool2d / AvgPool2d on a Brevitas QuantTensor export as these) as a pool stage in channels-last terms.
+    ONNX's padded cells never win a max; an average divides by the valid count (count_include_pad=0) or by the
+    full window (count_include_pad=1, torch's default: the padded zeros are summed)."""
+    import onnx
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    where = f"node {node.name} ({node.op_type})"
+    if node.input[0] != t:
+        raise QonnxImportError(f"{where}: the activation must be the first operand")
+    nd = len(shape) - 1
+    if nd not in (1, 2):
+        raise QonnxImportError(f"{where}: pooling a tensor of shape {shape}: only 1-D and 2-D pooling of a (C, L) or "
+                               f"(C, H, W) tensor is supported")
+    in_shape = tuple(shape[1:]) + (shape[0],)
+    parts = [p for p in node.name.split("/") if p]
+    name = f"pool_{parts[0]}" if len(parts) > 1 else f"pool_{k + 1}"
+    mode = "max" if "Max" in node.op_type else "avg"
+    if node.op_type.startswith("Global"):
+        pool, strides, padding, count_pad = in_shape[:-1], in_shape[:-1], "valid", False
+    else:
+        if int(attrs.get("ceil_mode", 0)) != 0:
+            raise QonnxImportError(f"{where}: ceil_mode=1 is not supported (floor output sizes are)")
+        if any(int(d) != 1 for d in attrs.get("dilations", [1])):
+            raise QonnxImportError(f"{where}: dilated pooling is not supported")
+        if str(attrs.get("auto_pad", b"NOTSET")).strip("b'") not in ("NOTSET", ""):
+            raise QonnxImportError(f"{where}: auto_pad is not supported (explicit pads are)")
+        pool = tuple(int(v) for v in attrs["kernel_shape"])
+        strides = tuple(int(v) for v in attrs.get("strides", [1] * nd))
+        pads = [int(v) for v in attrs.get("pads", [0] * 2 * nd)]
+        padding = tuple((pads[a], pads[a + nd]) for a in range(nd))
+        count_pad = mode == "avg" and int(attrs.get("count_include_pad", 0)) == 1 and any(max(p) for p in padding)
+    from .ir import PoolLayer
+
+    try:
+        probe = PoolLayer(name, mode, in_shape, pool, strides, padding, count_pad)
+    except QModelError as e:
+        raise QonnxImportError(f"{where}: {e}") from None
+    relu, out_q, t = _act_and_quant(mw, node.output[0], mw.graph.output[0].name, name)
+    oh = probe.out_shape
+    return {"kind": "pool", "name": name, "mode": mode, "in_shape": in_shape, "pool_size": probe.pool_size,
+            "strides": probe.strides, "padding": padding, "count_pad": count_pad, "relu": relu, "out": out_q,
+            "out_shape": oh, "next_shape": (oh[-1],) + tuple(oh[:-1]), "t": t}
 
 
 def _fr(v: float) -> Fraction:
@@ -460,6 +519,24 @@ def _build(inp: InputSpec, in_q: tuple[FixedFormat, np.ndarray | None], stages: 
         in_fmt = fmt
     sig = None if sigma is None else _fr(float(sigma))
     for st in stages:
+        if st["kind"] == "pool":  # max and mean commute with a positive per-tensor scale: pool the codes
+            nm, relu, out = st["name"], st["relu"], st["out"]
+
+            def pool(name: str, act: str, out_fmt):
+                return PoolLayer(name, st["mode"], st["in_shape"], st["pool_size"], st["strides"], st["padding"],
+                                 st["count_pad"], act, out_fmt)
+
+            if out is None or (sig is None and out[1] is None):
+                layers.append(pool(nm, "relu" if relu else "linear", None if out is None else out[0]))
+            else:  # a float-scale quantizer after the pooling: exact pooling, then the multiply-and-shift
+                layers.append(pool(f"{nm}_pool", "linear", None))
+                lo, hi = bounds(f"{nm}_pool.accum")
+                fa = layers[-1].exact_frac(in_fmt)
+                r = (sig if sig is not None else Fraction(1)) / (Fraction(1) if out[1] is None else _fr(float(out[1])))
+                layers.append(_affine_requant(nm, lo, hi, fa, [r] * len(lo), [Fraction(0)] * len(lo), out[0], relu, notes))
+                sig = None if out[1] is None else _fr(float(out[1]))
+            in_fmt = layers[-1].output_format or QModel(input=inp, input_quantizer=iq, layers=layers).layers[-1].output_format
+            continue
         nm, w, wf, ws, b, relu, out = st["name"], st["w"], st["wf"], st["w_scale"], st["bias"], st["relu"], st["out"]
         conv = st.get("kind") == "conv"
         n_ch = w.shape[-1]  # outputs (dense) or filters (conv)
@@ -606,7 +683,7 @@ def import_qonnx(
     for t in thr:
         if isinstance(t, (float, np.floating)) and not float(t).is_integer():
             raise QonnxImportError(f"threshold {t} is not an integer code; convert real values with qmodel.threshold_code(value)")
-    n = int(np.prod(stages[0]["in_shape"])) if stages[0].get("kind") == "conv" else stages[0]["w"].shape[0]
+    n = int(np.prod(stages[0]["in_shape"])) if stages[0].get("kind") in ("conv", "pool") else stages[0]["w"].shape[0]
     inp = InputSpec.from_scaler(scaler, n, input_format)
     iq, layers, out_scale, notes = _build(inp, in_q, stages, accum_formats)
     src = str(path) if isinstance(path, (str, Path)) else "<in-memory>"
