@@ -7,7 +7,11 @@ hardware units, masked-MSE score and two comparators. Events: N synthetic L1 eve
 
 Runners (each returns the network output for the same events; mismatches are counted bit for bit against the
 emulator):
-  * "emulator"        l1ad.firmware.emulate on all N events (worker threads over chunks)
+  * "emulator"        l1ad.firmware.emulate on all N events (worker threads over chunks); it returns the output
+                      codes as the float path computed them (float32 integers, as predict returns float32); the
+                      int64 copy is made when ``outputs_int`` is first read, outside the timing like predict's
+                      conversion to codes
+  * "emulator.int64"  the same call followed by reading ``outputs_int`` (the int64 copy inside the timing)
   * "qkeras.predict"  model.predict(scaled inputs, batch_size=16384) in float32, all N events
   * "csim.batch"      the exported project's C simulation (the HLS project built from the IR) through l1ad's
                       ctypes batch bridge (all cores), on the first --csim-events events
@@ -17,7 +21,8 @@ emulator):
 The machine is shared: every round runs the emulator and each peer back to back in this process, and the
 ratio per round is emulator events/s divided by the peer's events/s (C simulations: their rate on their subset;
 their speed does not depend on N). Reported: the best and the median round, the load average, and the
-emulator's time per stage (``stage_profile``; with --baseline also the baseline's cProfile).
+emulator's time per stage (``stage_profile``; with --baseline also the baseline's, from its own stage_profile, or
+its cProfile when it has none).
 Results go to out/bench/emulator.json.
 
     python bench/bench_emulator.py [--events N] [--rounds R] [--csim-events M] [--no-csim] [--baseline REV]
@@ -185,6 +190,7 @@ def main(argv=None) -> int:
     frac = qmodel.output_format.frac
     # (name, timed call, conversion to output codes done after the timing)
     full = [("emulator", lambda: fw.emulate(qmodel, x_hw), lambda r: r.outputs_int),
+            ("emulator.int64", lambda: fw.emulate(qmodel, x_hw).outputs_int, lambda r: r),
             ("qkeras.predict", lambda: model.predict(scaled, batch_size=16384, verbose=0),
              lambda y: np.ldexp(np.asarray(y, np.float64), frac))]
     if base is not None:
@@ -207,10 +213,13 @@ def main(argv=None) -> int:
             base.emulate(qbase, x_hw[:1000])
         model.predict(scaled[:1000], batch_size=16384, verbose=0)
         rows: dict[str, dict] = {}
+        with_int64 = []  # per round: qkeras.predict time / emulator.int64 time
         for r in range(args.rounds):
             t_emu = None
+            walls = {}
             for name, fn, post in full:
                 wall, cpu, out = timed(fn)
+                walls[name] = wall
                 out = post(out)
                 row = rows.setdefault(name, {"name": name, "events": n, "wall": [], "cpu": [], "ratio": [], "mismatches": 0})
                 row["wall"].append(wall)
@@ -221,6 +230,7 @@ def main(argv=None) -> int:
                     row["ratio"].append(wall / t_emu)
                     row["mismatches"] = max(row["mismatches"], int(np.count_nonzero(np.asarray(out) != ref)))
                 del out
+            with_int64.append(walls["qkeras.predict"] / walls["emulator.int64"])
             if r < max(1, args.rounds - 1):  # the slow C simulations: one round fewer (at least one)
                 for name, fn in sub:
                     w_e, _, e_out = timed(lambda: fw.emulate(qmodel, x_hw[:m]).outputs_int)
@@ -249,6 +259,8 @@ def main(argv=None) -> int:
         results.append(row)
     print(f"(emulator is x faster = emulator events/s on {n} events / runner events/s, per interleaved round; "
           f"load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} on {os.cpu_count()} cpus)")
+    print(f"  emulator with the int64 copy of the outputs timed: {max(with_int64):.2f}x faster than qkeras.predict "
+          f"(best round), {statistics.median(with_int64):.2f}x (median)")
     for name in ("csim.batch",):
         if name in rows:
             print(f"  {name}: emulator on the same {rows[name]['events']} events is "
@@ -257,7 +269,10 @@ def main(argv=None) -> int:
     prof = stage_profile(qmodel, x_hw[:pe])
     print_profile("emulator stages (after)", prof, pe)
     base_prof = None
-    if base is not None:
+    if base is not None and hasattr(base, "stage_profile"):
+        base_prof = base.stage_profile(qbase, x_hw[:pe])
+        print_profile(f"baseline {args.baseline} stages (before)", base_prof, pe)
+    elif base is not None:
         base_prof = baseline_profile(base, qbase, x_hw[:pe])
         print(f"\nbaseline {args.baseline} cProfile on {pe} events, one thread (top by own time):")
         print(*base_prof, sep="\n")
@@ -265,6 +280,7 @@ def main(argv=None) -> int:
     from l1ad.trigger.atomic import write_json_atomic
 
     write_json_atomic(args.out, {"events": n, "model": list(SIZES), "results": results, "stage_profile_s": prof,
+                                 "qkeras_over_emulator_int64": with_int64,
                                  "baseline": args.baseline, "baseline_profile": base_prof,
                                  "load_average_end": list(load),
                                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}})

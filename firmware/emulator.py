@@ -41,6 +41,7 @@ class EmulationResult:
     """Emulator output for N events.
 
     outputs_int: (N, n_out) int64 codes of the network output (``output_format``); ``outputs``: their real values.
+    ``codes``: the same codes as the emulator wrote them (float32/float64 holding integers on the float path).
     score_int: (N,) score codes (``score_format``); ``score``: real values (both None without a score block).
     trigger: (N, n_thresholds) bool, bit k = score_int > thresholds[k].
     stats: per tensor {"inexact": values that lost fraction bits, "overflow": values the overflow mode changed};
@@ -50,7 +51,7 @@ class EmulationResult:
     backends: the arithmetic used per layer ("f32"/"f64" exact BLAS, "i64", "object", "sequential").
     """
 
-    outputs_int: np.ndarray
+    codes: np.ndarray = field(repr=False)  # the output codes as computed (int32 when they fit, else int64/object)
     score_int: np.ndarray | None
     trigger: np.ndarray
     output_format: FixedFormat
@@ -60,12 +61,20 @@ class EmulationResult:
     backends: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return int(self.outputs_int.shape[0])
+        return int(self.codes.shape[0])
+
+    @property
+    def outputs_int(self) -> np.ndarray:
+        """(N, n_out) int64 codes of the network output (object beyond 62 bits). The fast path stores them as
+        float codes (exact integers); they are converted on first read (only a reader pays that copy), then kept."""
+        if self.codes.dtype.kind == "f":
+            self.codes = self.codes.astype(np.int64)
+        return self.codes
 
     @property
     def outputs(self) -> np.ndarray:
         """Real values of the network output (float64; exact for formats up to 53 bits)."""
-        return self.output_format.to_float(self.outputs_int)
+        return self.output_format.to_float(self.codes)
 
     @property
     def score(self) -> np.ndarray | None:
@@ -336,7 +345,21 @@ def _square_sum(q: QModel, plan: dict, xq: np.ndarray, out: np.ndarray, xin: np.
     return _rq(s, acc_f, sc.format, stats, "score")
 
 
-def _check_x(q: QModel, x: Any) -> np.ndarray:
+class _NonFinite(Exception):
+    """Raised by a chunk that holds NaN/inf; emulate() then scans the whole input for the user's message."""
+
+
+def _raise_nonfinite(a: np.ndarray) -> None:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise EmulatorInputError(f"emulator input has NaN/inf in {len(rows)} event(s) (first: row {rows[0]}, "
+                                 f"column {int(np.flatnonzero(bad[rows[0]])[0])})")
+
+
+def _check_x(q: QModel, x: Any, *, scan: bool = True) -> np.ndarray:
+    """Shape and dtype checks; NaN/inf too unless ``scan=False`` (the float path checks each chunk instead:
+    one pass over the input fewer)."""
     try:
         a = np.asarray(x)
     except Exception as e:  # pragma: no cover
@@ -348,12 +371,8 @@ def _check_x(q: QModel, x: Any) -> np.ndarray:
         a = a.reshape(a.shape[0], n_in)
     if a.ndim != 2 or a.shape[1] != n_in:
         raise EmulatorInputError(f"emulator input must have shape (N, {n_in}), got {a.shape}")
-    if np.issubdtype(a.dtype, np.floating) and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
-        bad = ~np.isfinite(a)  # min/max propagate NaN and show inf: the full mask only when one is there
-        if bad.any():
-            rows = np.flatnonzero(bad.any(axis=1))
-            raise EmulatorInputError(f"emulator input has NaN/inf in {len(rows)} event(s) (first: row {rows[0]}, "
-                                     f"column {int(np.flatnonzero(bad[rows[0]])[0])})")
+    if scan and np.issubdtype(a.dtype, np.floating) and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
+        _raise_nonfinite(a)  # min/max propagate NaN and show inf: the full mask only when one is there
     return a
 
 
@@ -375,7 +394,9 @@ class _FLayer:
     b: np.ndarray
     s: int  # accumulator -> output fraction bits dropped (> 0: round)
     acc_mul: float  # GEMM result -> accumulator codes (for keep=True)
-    check_lo: bool  # the output can fall below its minimum (else only the maximum is checked)
+    check_lo: bool  # the output can fall below its minimum (else that check is skipped)
+    check_hi: bool = True  # the output can exceed its maximum (the interval bounds may prove it cannot)
+    requant: bool = True  # False: the output format holds the accumulator exactly (no rounding, no overflow pass)
 
 
 def _float_plan(q: QModel, plan: dict) -> dict | None:
@@ -390,6 +411,7 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
         return None
     layers = []
     in_w = q.input_quantizer.width
+    bounds = q.tensor_bounds()
     for p in plan["layers"]:
         if p.backend not in ("f32", "f64", "i64") or not p.exact:
             return None
@@ -405,8 +427,10 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
         w = np.array([float(v) for v in p.w_int.ravel().tolist()], dtype=np.float64).reshape(p.w_int.shape) * 2.0 ** (p.shift_p + e)
         b = np.array([float(v) for v in p.bias_exact.tolist()], dtype=np.float64) * 2.0 ** e
         of = p.out_fmt
+        lo_ok, hi_ok = _fits(bounds[f"{p.name}.accum"], p.frac_exact, of, p.relu)
         layers.append(_FLayer(p, dt, w.astype(dt), b.astype(dt), s_out, 2.0 ** (s_out + (1 if p.relu else 0)),
-                              not p.relu or of.min_code > 0))
+                              (not p.relu or of.min_code > 0) and not lo_ok, not hi_ok,
+                              not (s_out <= 0 and of.contains_format(p.acc_fmt))))
         in_w = of.width
     sa = plan["score"]
     if sa is not None and q.score.kind == "out":
@@ -441,9 +465,31 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
     if sa is not None:  # ones vector that sums the squares and rescales them to the score LSB (before rounding)
         sc = q.score
         score_mul = 2.0 ** (sc.accum_format.frac - sc.square_format.frac - (sc.accum_format.frac - sc.format.frac))
+    xq_lo_ok, xq_hi_ok = _fits(bounds["scaled"], sfm.frac, qi, False)
+    lsh = np.array([float(int(k) - s_xq) for k in plan["lsh"]])
     return {"layers": layers, "in_dt": in_dt, "layer_dt": [L.dt for L in layers], "s_xq": s_xq, "xq_mul": xq_mul,
+            "stat_names": ("input", "xq", *(f"{L.p.name}.{k}" for L in layers for k in ("accum", "out"))),
+            "xq_requant": not (s_xq <= 0 and qi.contains_format(sfm)), "xq_check_lo": not xq_lo_ok, "xq_check_hi": not xq_hi_ok,
+            # raw input from the scaled input's extremes: x = xs * 2**-lsh + sub per column (bounds, see _input_stage)
+            "inv_mul": (2.0 ** -lsh.max(), 2.0 ** -lsh.min()) if len(lsh) else (1.0, 1.0),
+            "sub_lo_hi": (float(min(plan["sub_f"], default=0.0)), float(max(plan["sub_f"], default=0.0))),
             "sub": plan["sub_f"].astype(in_dt), "score_f32": score_f32, "ones_in": None if score_mul is None else plan["ones_in"] * score_mul,
             "ones_obj": None if (score_mul is None or plan["ones_obj"] is None) else plan["ones_obj"] * score_mul}
+
+
+def _fits(b: tuple[list[int], list[int]], frac: int, fmt: FixedFormat, relu: bool) -> tuple[bool, bool]:
+    """Whether values within the per-feature code bounds b (at frac), after relu and any rounding to fmt's LSB,
+    provably stay >= fmt's minimum (SAT_SYM: above it) and <= its maximum: then that overflow check is skipped."""
+    lo, hi = min(b[0], default=0), max(b[1], default=0)
+    if relu:
+        lo, hi = max(lo, 0), max(hi, 0)
+    sh = frac - fmt.frac
+    if sh > 0:  # any rounding mode lands between floor and ceil
+        lo, hi = lo >> sh, -((-hi) >> sh)
+    else:
+        lo, hi = lo << -sh, hi << -sh
+    sym = fmt.overflow == "SAT_SYM" and fmt.signed
+    return (lo > fmt.min_code if sym else lo >= fmt.min_code), hi <= fmt.max_code
 
 
 def _fround_into(t: np.ndarray, mode: str, out: np.ndarray) -> np.ndarray:
@@ -473,14 +519,17 @@ def _fround_into(t: np.ndarray, mode: str, out: np.ndarray) -> np.ndarray:
     raise ValueError(mode)
 
 
-def _fsat(r: np.ndarray, fmt: FixedFormat, st: dict, mask: np.ndarray, *, check_lo: bool = True) -> np.ndarray:
-    """Apply fmt's overflow mode in place to float codes r at fmt's LSB; counts the values it changes."""
-    if r.size == 0:
+def _fsat(r: np.ndarray, fmt: FixedFormat, st: dict, mask: np.ndarray, *, check_lo: bool = True, check_hi: bool = True,
+          extremes: tuple[float, float] | None = None) -> np.ndarray:
+    """Apply fmt's overflow mode in place to float codes r at fmt's LSB; counts the values it changes. A side
+    the caller proved safe is not checked (check_lo/check_hi False); ``extremes``: r's (min, max) if known."""
+    if r.size == 0 or not (check_lo or check_hi):
         return r
     lo, hi = float(fmt.min_code), float(fmt.max_code)
     sym = fmt.overflow == "SAT_SYM" and fmt.signed
-    over = r.max() > hi
-    under = check_lo and (r.min() <= lo if sym else r.min() < lo)
+    mn, mx = extremes if extremes is not None else (r.min() if check_lo else 0.0, r.max() if check_hi else 0.0)
+    over = check_hi and mx > hi
+    under = check_lo and (mn <= lo if sym else mn < lo)
     if not (over or under):
         return r
     if over and not under:
@@ -520,7 +569,7 @@ def _fwrap(v: np.ndarray, fmt: FixedFormat) -> np.ndarray:
 
 
 def _fq(t: np.ndarray, s: int, fmt: FixedFormat, st: dict, out: np.ndarray, mask: np.ndarray, *, check_lo: bool = True,
-        ws: _Work | None = None) -> np.ndarray:
+        check_hi: bool = True, ws: _Work | None = None) -> np.ndarray:
     """Float codes t, already in units of fmt's LSB, with s fraction bits to drop (s <= 0: t is integer) ->
     fmt's codes (its rounding, then its overflow mode), into out when rounding; counts inexact and overflowed values."""
     if s > 0:
@@ -532,14 +581,15 @@ def _fq(t: np.ndarray, s: int, fmt: FixedFormat, st: dict, out: np.ndarray, mask
             ws.tick("layers: inexact count")
     else:
         r = t
-    r = _fsat(r, fmt, st, mask, check_lo=check_lo)
+    r = _fsat(r, fmt, st, mask, check_lo=check_lo, check_hi=check_hi)
     if ws is not None:
         ws.tick("layers: overflow check and saturation")
     return r
 
 
 class _Work:
-    """Per-thread scratch buffers for chunks of up to `n` events (allocated once, reused for every chunk)."""
+    """Per-thread scratch buffers for chunks of up to `n` events (allocated once, reused for every chunk). The
+    layers share three rotating buffers (the working set stays small: it lives in cache between passes)."""
 
     def __init__(self, q: QModel, plan: dict, fplan: dict, n: int, profile: dict | None = None):
         in_dt = fplan["in_dt"]
@@ -550,12 +600,12 @@ class _Work:
         self.xq = np.empty((n, q.n_inputs), dtype=in_dt)
         self.xmask = np.empty((n, q.n_inputs), dtype=bool)
         self.grid = np.empty((n, q.n_inputs), dtype=np.float32)
-        self.t = [np.empty((n, L.p.w_int.shape[-1]), dtype=L.dt) for L in fplan["layers"]]
-        self.u = [np.empty((n, L.p.w_int.shape[-1]), dtype=L.dt) for L in fplan["layers"]]
-        self.mask = [np.empty((n, L.p.w_int.shape[-1]), dtype=bool) for L in fplan["layers"]]
+        widths = [L.p.w_int.shape[-1] for L in fplan["layers"]]
+        big = np.float64 if any(L.dt == np.float64 for L in fplan["layers"]) else np.float32
+        self.rot = [np.empty(n * max(widths), dtype=big) for _ in range(3)]  # flat: viewed per layer shape/dtype
+        self.flat_mask = np.empty(n * max(widths), dtype=bool)
         self.bias = [np.tile(L.b, (n, 1)) for L in fplan["layers"]]  # a contiguous add is 2x a broadcast one
-        of = q.output_format
-        self.o32 = np.empty((n, q.n_outputs), dtype=np.int32) if of.width <= 31 else None
+        self._views: dict[int, list] = {}
         n_sc = q.n_outputs if (q.score is not None and q.score.kind == "mu2") else q.n_inputs
         self.d = np.empty((n, n_sc), dtype=np.float64)
         self.d2 = np.empty((n, n_sc), dtype=np.float64)
@@ -568,6 +618,22 @@ class _Work:
         nobj = n_sc // plan["gate_block"] if plan["gate_block"] else 1
         self.obj = np.empty((n, nobj), dtype=np.float64)
         self.omask = np.empty((n, nobj), dtype=bool)
+        self._layers = fplan["layers"]
+
+    def views(self, m: int) -> list:
+        """Per layer (t, u, mask, bias) for a chunk of m events: t and u are the two rotating buffers that do not
+        hold the layer's input (computed once per chunk length)."""
+        v = self._views.get(m)
+        if v is None:
+            v, held = [], -1  # index of the rotating buffer holding the current input (-1: the input stage's)
+            for i, L in enumerate(self._layers):
+                k = L.p.w_int.shape[-1]
+                ti, ui = [j for j in range(3) if j != held][:2]
+                t, u = _typed(self.rot[ti], L.dt, m, k), _typed(self.rot[ui], L.dt, m, k)
+                v.append((t, u, self.flat_mask[:m * k].reshape(m, k), self.bias[i][:m]))
+                held = ui if (L.requant and L.s > 0) else ti  # where _fq leaves the layer's output
+            self._views[m] = v
+        return v
 
     def tick(self, stage: str) -> None:
         """Charge the time since the previous tick to `stage` (profiling only; otherwise nothing)."""
@@ -577,14 +643,22 @@ class _Work:
             self.t0 = t
 
 
+def _typed(flat: np.ndarray, dt: Any, m: int, k: int) -> np.ndarray:
+    """A (m, k) array of dtype dt over the storage of the flat float64 buffer (float32 views use its first half)."""
+    return flat.view(dt)[:m * k].reshape(m, k)
+
+
 def _input_codes(q: QModel, xa: np.ndarray, st: dict, strict: bool, ws: _Work) -> np.ndarray:
     """Raw inputs -> float codes of the input format (fast check: already on the grid and in range)."""
     fin = q.input.format
     xs = xa if fin.frac == 0 else np.asarray(xa, dtype=np.float64) * (2.0 ** fin.frac)
-    on_grid = xs.size > 0 and xs.dtype.kind == "f" and (xs.dtype != np.float32 or fin.width <= 24)
+    on_grid = xs.size > 0 and xs.dtype.kind == "f"
     if on_grid:
         mn, mx = xs.min(), xs.max()  # NaN propagates; both finite and in range, then the grid check
-        on_grid = bool(np.isfinite(mn) and np.isfinite(mx) and mn >= fin.min_code and mx <= fin.max_code)
+        if not (np.isfinite(mn) and np.isfinite(mx)) and not (np.isfinite(xa.min()) and np.isfinite(xa.max())):
+            raise _NonFinite  # (the scaling alone may overflow a finite input to inf: that one is only off range)
+        on_grid = bool((xs.dtype != np.float32 or fin.width <= 24) and np.isfinite(mn) and np.isfinite(mx)
+                       and mn >= fin.min_code and mx <= fin.max_code)
     if on_grid:
         fl = ws.grid[:len(xs)] if (xs.dtype == ws.grid.dtype and xs.flags.c_contiguous) else np.empty_like(xs)
         np.floor(xs, out=fl)
@@ -599,23 +673,9 @@ def _input_codes(q: QModel, xa: np.ndarray, st: dict, strict: bool, ws: _Work) -
     return codes.astype(np.float64)
 
 
-def _keep(kept: dict | None, name: str, v: np.ndarray, mul: float = 1.0) -> None:
-    if kept is not None:
-        kept.setdefault(name, []).append((v * mul if mul != 1.0 else v).astype(np.int64))
-
-
-def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict, kept: dict | None, strict: bool,
-                 ws: _Work):
-    """One chunk on float codes: per layer one GEMM (scaling and bias folded in), relu as v + |v|, one rounding
-    pass, one inexact count and a max/min check; the overflow mode runs only on chunks that overflow."""
-    m = len(xa)
-    for name in ("input", "xq", *(f"{L.p.name}.{s}" for L in fplan["layers"] for s in ("accum", "out"))):
-        stats.setdefault(name, {"inexact": 0, "overflow": 0})
-    ws.tick("other")
-    xin = _input_codes(q, xa, stats["input"], strict, ws)
-    ws.tick("input: grid and range check")
+def _scale_input(plan: dict, fplan: dict, xin: np.ndarray, x: np.ndarray) -> None:
+    """Input codes -> scaled codes in units of the quantizer's LSB (offsets and shifts), into x."""
     in_dt = fplan["in_dt"]
-    x = ws.x[:m]
     if plan["identity_scaling"] and fplan["s_xq"] == 0:
         np.copyto(x, xin, casting="unsafe")
     elif plan["zero_offset"]:
@@ -623,35 +683,102 @@ def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
     else:
         np.subtract(xin, fplan["sub"], out=x, dtype=in_dt, casting="unsafe")
         x *= fplan["xq_mul"]
+
+
+def _input_stage(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict, strict: bool, ws: _Work,
+                 kept: dict | None):
+    """Raw inputs -> (input codes, quantized input codes), both float. Fast case (float input of the path's dtype
+    on an integer grid, no rounding to the quantizer): the grid check, the scaling, then one max and one min of
+    the scaled codes, which bound the raw input too (x = xs * 2**-lsh + sub per column); only when that bound
+    is not inside the input format does the general check run (NaN/inf, range, rounding) and the scaling again."""
+    m = len(xa)
+    x = ws.x[:m]
+    fin, qi = q.input.format, q.input_quantizer
+    if (m and fin.frac == 0 and xa.dtype == fplan["in_dt"] and xa.flags.c_contiguous and fplan["s_xq"] <= 0
+            and (xa.dtype != np.float32 or fin.width <= 24)):
+        fl = ws.grid[:m] if xa.dtype == np.float32 else np.empty_like(xa)
+        np.floor(xa, out=fl)
+        if not np.not_equal(fl, xa, out=ws.xmask[:m]).any():  # NaN is off the grid: the general path sees it
+            with np.errstate(over="ignore"):  # a huge value may scale to inf: out of range, the general path
+                _scale_input(plan, fplan, xa, x)
+            mx, mn = float(x.max()), float(x.min())
+            i_lo, i_hi = fplan["inv_mul"]
+            s_lo, s_hi = fplan["sub_lo_hi"]
+            raw_hi = max(mx * i_lo, mx * i_hi) + s_hi
+            raw_lo = min(mn * i_lo, mn * i_hi) + s_lo
+            if raw_lo >= fin.min_code and raw_hi <= fin.max_code:  # False for NaN: then the general path
+                ws.tick("input: grid and range check")
+                _keep_input(kept, fplan, xa, x)
+                xq = x
+                if fplan["xq_requant"]:
+                    xq = _fsat(x, qi, stats["xq"], ws.xmask[:m], check_lo=fplan["xq_check_lo"],
+                               check_hi=fplan["xq_check_hi"], extremes=(mn, mx))
+                ws.tick("input: scale and requantise")
+                return xa, xq
+    xin = _input_codes(q, xa, stats["input"], strict, ws)
+    ws.tick("input: grid and range check")
+    _scale_input(plan, fplan, xin, x)
+    _keep_input(kept, fplan, xin, x)
+    sxq = fplan["s_xq"]
+    xq = x
+    if fplan["xq_requant"]:
+        xq = _fq(x, sxq, qi, stats["xq"], ws.xq[:m], ws.xmask[:m], check_lo=fplan["xq_check_lo"], check_hi=fplan["xq_check_hi"])
+    ws.tick("input: scale and requantise")
+    return xin, xq
+
+
+def _keep_input(kept: dict | None, fplan: dict, xin: np.ndarray, x: np.ndarray) -> None:
     if kept is not None:
         _keep(kept, "input", xin)
         _keep(kept, "scaled", x, 2.0 ** fplan["s_xq"])
-    sxq = fplan["s_xq"]
-    xq = _fq(x, sxq, q.input_quantizer, stats["xq"], ws.xq[:m], ws.xmask[:m],
-             check_lo=True) if not (sxq <= 0 and q.input_quantizer.contains_format(q.scaled_format)) else x
+
+
+def _keep(kept: dict | None, name: str, v: np.ndarray, mul: float = 1.0) -> None:
+    if kept is not None:
+        kept.setdefault(name, []).append((v * mul if mul != 1.0 else v).astype(np.int64))
+
+
+def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict, kept: dict | None, strict: bool,
+                 ws: _Work, out: np.ndarray | None = None):
+    """One chunk on float codes: per layer one GEMM (scaling and bias folded in), relu as v + |v|, one rounding
+    pass, one inexact count and a max/min check (each skipped where the interval bounds prove it idle); the
+    overflow mode runs only on chunks that overflow. The last layer writes into `out` (float codes) when given."""
+    m = len(xa)
+    for name in fplan["stat_names"]:
+        stats.setdefault(name, {"inexact": 0, "overflow": 0})
+    ws.tick("other")
+    xin, xq = _input_stage(q, plan, fplan, xa, stats, strict, ws, kept)
     _keep(kept, "xq", xq)
-    ws.tick("input: scale and requantise")
     h = xq
-    for i, L in enumerate(fplan["layers"]):
-        t, u, mask = ws.t[i][:m], ws.u[i][:m], ws.mask[i][:m]
+    layers = fplan["layers"]
+    last = len(layers) - 1
+    for i, (L, (t, u, mask, bias)) in enumerate(zip(layers, ws.views(m))):
         # NumPy's matmul releases the GIL (SciPy's gemm wrapper does not: 1.6x faster alone, serial in threads)
         hh = h if h.dtype == L.dt else h.astype(L.dt)
         if L.p.diag:
             np.multiply(hh, L.w, out=t)
         else:
             np.matmul(hh, L.w, out=t)
-        t += ws.bias[i][:m]
+        t += bias
         ws.tick("layers: GEMM and bias")
-        _keep(kept, f"{L.p.name}.accum", t, L.acc_mul)
+        if kept is not None:
+            _keep(kept, f"{L.p.name}.accum", t, L.acc_mul)
         if L.p.relu:
             np.abs(t, out=u)
             t += u
             ws.tick("layers: relu")
-        if L.s <= 0 and L.p.out_fmt.contains_format(L.p.acc_fmt):
-            h = t
+        if i == last and out is not None and out.dtype == L.dt:
+            u = out  # the last layer rounds straight into the result
+        if L.requant:
+            h = _fq(t, L.s, L.p.out_fmt, stats[L.p.name + ".out"], u, mask, check_lo=L.check_lo, check_hi=L.check_hi, ws=ws)
         else:
-            h = _fq(t, L.s, L.p.out_fmt, stats[f"{L.p.name}.out"], u, mask, check_lo=L.check_lo, ws=ws)
-        _keep(kept, f"{L.p.name}.out", h)
+            h = t
+        if kept is not None:
+            _keep(kept, f"{L.p.name}.out", h)
+    if out is not None and h is not out:
+        np.copyto(out, h, casting="unsafe")
+        h = out
+    ws.tick("output: codes into the result")
     if q.score is not None and q.score.kind == "out":
         score = _out_score(q, h, stats)
     else:
@@ -773,13 +900,11 @@ def stage_profile(qmodel: QModel, x: Any, *, chunk: int = DEFAULT_CHUNK) -> dict
     chunk = max(1, int(chunk))
     ws = _Work(qmodel, plan, fplan, min(chunk, max(len(a), 1)), prof)
     stats: dict[str, dict[str, int]] = {}
-    out = np.empty((len(a), qmodel.n_outputs), dtype=np.int64)
+    out = np.empty((len(a), qmodel.n_outputs), dtype=fplan["layer_dt"][-1])
     with _blas_single_thread():
         ws.t0 = time.perf_counter()
         for s0 in range(0, len(a), chunk):
-            h, _ = _chunk_float(qmodel, plan, fplan, a[s0:s0 + chunk], stats, None, False, ws)
-            out[s0:s0 + len(h)] = h
-            ws.tick("output: codes to int64")
+            _chunk_float(qmodel, plan, fplan, a[s0:s0 + chunk], stats, None, False, ws, out[s0:s0 + chunk])
     return prof
 
 
@@ -822,14 +947,15 @@ def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False,
         raise TypeError(f"emulate() needs a firmware.QModel, got {type(qmodel).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    a = _check_x(qmodel, x)
     plan = _plan(qmodel, backend)
     fplan = plan["float"] if backend == "auto" else None
+    a = _check_x(qmodel, x, scan=fplan is None)
     n = a.shape[0]
     stats: dict[str, dict[str, int]] = {}
     kept: dict[str, list] | None = {} if keep else None
     of, sf = qmodel.output_format, qmodel.score_format
-    out_buf = np.empty((n, qmodel.n_outputs), dtype=of.code_dtype)
+    # the float path's last layer rounds straight into the result: its float codes, widened when read
+    out_buf = np.empty((n, qmodel.n_outputs), dtype=fplan["layer_dt"][-1] if fplan is not None else of.code_dtype)
     score_buf = None if sf is None else np.empty(n, dtype=sf.code_dtype)
     chunk = max(1, int(chunk))
     starts = list(range(0, max(n, 1), chunk))
@@ -844,28 +970,26 @@ def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False,
             ws = getattr(local, "ws", None)
             if ws is None:
                 ws = local.ws = _Work(qmodel, plan, fplan, min(chunk, max(n, 1)))
-            h, score = _chunk_float(qmodel, plan, fplan, xa, st, kp, strict, ws)
+            _, score = _chunk_float(qmodel, plan, fplan, xa, st, kp, strict, ws, out_buf[s0:s0 + chunk])
         else:
             h, score = _chunk_int(qmodel, plan, xa, st, kp, strict)
-        if fplan is not None and ws.o32 is not None:  # float -> int32 -> int64: two passes, faster than one
-            o32 = ws.o32[:len(xa)]
-            np.copyto(o32, h, casting="unsafe")
-            h = o32
-        out_buf[s0:s0 + len(xa)] = h
+            out_buf[s0:s0 + len(xa)] = h
         if score_buf is not None:
             score_buf[s0:s0 + len(xa)] = score
-        if fplan is not None:
-            ws.tick("output: codes to int64")
         return st, kp
 
     n_threads = _n_threads(threads, len(starts))
-    if n_threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    try:
+        if n_threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with _blas_single_thread(), ThreadPoolExecutor(n_threads) as ex:
-            parts = list(ex.map(work, starts))
-    else:
-        parts = [work(s0) for s0 in starts]
+            with _blas_single_thread(), ThreadPoolExecutor(n_threads) as ex:
+                parts = list(ex.map(work, starts))
+        else:
+            parts = [work(s0) for s0 in starts]
+    except _NonFinite:
+        _raise_nonfinite(a)
+        raise AssertionError("a chunk saw NaN/inf that the whole input does not hold") from None
     for st, kp in parts:  # merge in event order
         for k, v in st.items():
             tot = stats.setdefault(k, {"inexact": 0, "overflow": 0})
@@ -882,7 +1006,7 @@ def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False,
     if fplan is not None:
         backends = {p.name: ("float32" if dt == np.float32 else "float64") for p, dt in zip(plan["layers"], fplan["layer_dt"])}
     return EmulationResult(
-        outputs_int=out_buf,
+        codes=out_buf,
         score_int=score_buf,
         trigger=trig,
         output_format=of,
