@@ -83,7 +83,8 @@ def fit(model, x, y, w, x_val, y_val, w_val, *, epochs: int, cfg, learning_rate:
         axes = list(range(1, len(y_pred.shape)))
         return tf.reduce_mean(tf.square(y_true - y_pred), axis=axes)
 
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate), loss=per_sample_mse)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate), loss=per_sample_mse,
+                  weighted_metrics=[])  # no metrics beyond the sample-weighted loss (silences a per-call warning)
     monitor = EpochMonitor(epochs, cfg.patience, 0.0, cfg.progress, desc)
     callbacks = [_KeepBest(monitor, None)]
     if cfg.lr_patience:
