@@ -8,8 +8,11 @@ float32 or float64 only when a bound proves every product and every partial sum 
 
 When the interval bounds prove every step exact in floats, "auto" runs the fused float path: per layer one GEMM
 whose weights and bias carry the power-of-two rescaling to the output LSB, relu as v + |v| on the halved sum,
-one rounding pass, one inexact count, a max/min check and a scatter for the few values that overflow; scratch
-buffers are reused per worker thread. ``stage_profile`` times its stages.
+one rounding pass, one inexact count, a max/min check (skipped on a side the bounds prove safe) and a scatter
+for the few values that overflow; the input's range follows from the scaled codes' max/min (the general check
+only runs when that bound is not inside the format, or on NaN/inf); the last layer rounds straight into the
+result, whose float codes become int64 when ``outputs_int`` is first read. Scratch buffers are reused per
+worker thread (the layers rotate three). ``stage_profile`` times its stages.
 """
 from __future__ import annotations
 
@@ -532,14 +535,11 @@ def _fsat(r: np.ndarray, fmt: FixedFormat, st: dict, mask: np.ndarray, *, check_
     under = check_lo and (mn <= lo if sym else mn < lo)
     if not (over or under):
         return r
-    if over and not under:
-        bad = np.greater(r, hi, out=mask)
-    else:
-        bad = np.less_equal(r, lo, out=mask) if sym else np.less(r, lo, out=mask)
-        if over:
-            bad |= r > hi
     ov = fmt.overflow
     if not r.flags.c_contiguous:  # (never in the float path's own buffers) whole-array passes
+        bad = (r <= lo if sym else r < lo) if under else np.zeros(r.shape, dtype=bool)
+        if over:
+            bad |= r > hi
         st["overflow"] += int(np.count_nonzero(bad))
         if ov in ("SAT", "SAT_SYM"):
             np.minimum(r, hi, out=r)
@@ -549,17 +549,25 @@ def _fsat(r: np.ndarray, fmt: FixedFormat, st: dict, mask: np.ndarray, *, check_
         else:
             r[bad] = _fwrap(r[bad], fmt)
         return r
-    # few values overflow: fix only those (a gather/scatter instead of a full minimum/maximum pass)
-    idx = np.flatnonzero(bad)
-    st["overflow"] += len(idx)
+    # few values overflow: fix only those, side by side (a gather/scatter instead of full minimum/maximum passes;
+    # a value fixed on one side lands in range, so the other side's mask does not count it again)
     flat = r.reshape(-1)
-    if ov == "SAT_ZERO":
+    if over:
+        _fix(flat, np.flatnonzero(np.greater(r, hi, out=mask)), hi, fmt, st)
+    if under:
+        _fix(flat, np.flatnonzero(np.less_equal(r, lo, out=mask) if sym else np.less(r, lo, out=mask)), -hi if sym else lo, fmt, st)
+    return r
+
+
+def _fix(flat: np.ndarray, idx: np.ndarray, edge: float, fmt: FixedFormat, st: dict) -> None:
+    """The overflow mode on the values at idx (all beyond one edge of fmt); counts them."""
+    st["overflow"] += len(idx)
+    if fmt.overflow == "SAT_ZERO":
         flat[idx] = 0.0
-    elif ov == "WRAP":
+    elif fmt.overflow == "WRAP":
         flat[idx] = _fwrap(flat[idx], fmt)
     else:
-        flat[idx] = np.where(flat[idx] > hi, hi, -hi if sym else lo)
-    return r
+        flat[idx] = edge
 
 
 def _fwrap(v: np.ndarray, fmt: FixedFormat) -> np.ndarray:
@@ -636,9 +644,9 @@ class _Work:
         return v
 
     def tick(self, stage: str) -> None:
-        """Charge the time since the previous tick to `stage` (profiling only; otherwise nothing)."""
+        """Charge the thread's CPU time since the previous tick to `stage` (profiling only; otherwise nothing)."""
         if self.profile is not None:
-            t = time.perf_counter()
+            t = time.thread_time()
             self.profile[stage] = self.profile.get(stage, 0.0) + t - self.t0
             self.t0 = t
 
@@ -698,7 +706,9 @@ def _input_stage(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
             and (xa.dtype != np.float32 or fin.width <= 24)):
         fl = ws.grid[:m] if xa.dtype == np.float32 else np.empty_like(xa)
         np.floor(xa, out=fl)
-        if not np.not_equal(fl, xa, out=ws.xmask[:m]).any():  # NaN is off the grid: the general path sees it
+        on_grid = not np.not_equal(fl, xa, out=ws.xmask[:m]).any()  # NaN is off the grid: the general path sees it
+        ws.tick("input: grid check")
+        if on_grid:
             with np.errstate(over="ignore"):  # a huge value may scale to inf: out of range, the general path
                 _scale_input(plan, fplan, xa, x)
             mx, mn = float(x.max()), float(x.min())
@@ -707,7 +717,6 @@ def _input_stage(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
             raw_hi = max(mx * i_lo, mx * i_hi) + s_hi
             raw_lo = min(mn * i_lo, mn * i_hi) + s_lo
             if raw_lo >= fin.min_code and raw_hi <= fin.max_code:  # False for NaN: then the general path
-                ws.tick("input: grid and range check")
                 _keep_input(kept, fplan, xa, x)
                 xq = x
                 if fplan["xq_requant"]:
@@ -716,7 +725,7 @@ def _input_stage(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
                 ws.tick("input: scale and requantise")
                 return xa, xq
     xin = _input_codes(q, xa, stats["input"], strict, ws)
-    ws.tick("input: grid and range check")
+    ws.tick("input: grid check")
     _scale_input(plan, fplan, xin, x)
     _keep_input(kept, fplan, xin, x)
     sxq = fplan["s_xq"]
@@ -749,6 +758,11 @@ def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
     ws.tick("other")
     xin, xq = _input_stage(q, plan, fplan, xa, stats, strict, ws, kept)
     _keep(kept, "xq", xq)
+    present = None
+    if plan["gate_block"] and kept is None and q.score is not None and q.score.kind != "out":
+        # the gate's objects present (gate[j] = k * (j // k)): read now, while the raw input is still in cache
+        present = np.greater(xin[:, 0::plan["gate_block"]], 0, out=ws.omask[:m])
+        ws.tick("score: gate and sum")
     h = xq
     layers = fplan["layers"]
     last = len(layers) - 1
@@ -782,13 +796,13 @@ def _chunk_float(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
     if q.score is not None and q.score.kind == "out":
         score = _out_score(q, h, stats)
     else:
-        score = _score_float(q, plan, fplan, xq, h, xin, stats, kept, ws) if q.score is not None else None
+        score = _score_float(q, plan, fplan, xq, h, xin, stats, kept, ws, present) if q.score is not None else None
     ws.tick("score: requantise")
     return h, score
 
 
 def _score_float(q: QModel, plan: dict, fplan: dict, xq: np.ndarray, h: np.ndarray, xin: np.ndarray, stats: dict,
-                 kept: dict | None, ws: _Work) -> np.ndarray:
+                 kept: dict | None, ws: _Work, present: np.ndarray | None = None) -> np.ndarray:
     """Masked sum of squares on float codes: differences and squares in float32 when the plan proves them below
     2**24, sums in float64 (every partial sum below 2**52: exact in any order, so BLAS may add them)."""
     sc, sa = q.score, plan["score"]
@@ -826,18 +840,21 @@ def _score_float(q: QModel, plan: dict, fplan: dict, xq: np.ndarray, h: np.ndarr
         sq = _fq(sq, s, sqf, stats["score.square"], spare(sq), dmask, check_lo=False)
     ws.tick("score: difference and square")
     block = plan["gate_block"]
-    if sq.dtype != np.float64:  # exact widening; sums need float64 (a mixed-type strided add is slower)
+    blocked = bool(block) and block > 1 and present is not None
+    if sq.dtype != np.float64 and not blocked:  # exact widening; sums need float64
         np.copyto(ws.d[:m], sq)
         sq = ws.d[:m]
     if plan["gate"] is None:
         acc = np.matmul(sq, fplan["ones_in"], out=ws.s[:m])
-    elif block and kept is None:  # gate[j] = k * (j // k): add each object's k terms, zero absent objects
+    elif block and present is not None:  # gate[j] = k * (j // k): add each object's k terms, zero absent objects
         k = block
         obj = ws.obj[:m]
-        np.copyto(obj, sq[:, 0::k])
-        for i in range(1, k):
-            obj += sq[:, i::k]
-        present = np.greater(xin[:, 0::k], 0, out=ws.omask[:m])
+        if k == 1:
+            np.copyto(obj, sq)
+        else:  # float32 squares added into float64 (exact); no widened copy of all squares: less memory traffic
+            np.add(sq[:, 0::k], sq[:, 1::k], out=obj, dtype=np.float64)
+            for i in range(2, k):
+                obj += sq[:, i::k]
         np.multiply(obj, present, out=obj)  # 3x faster than copyto(where=) on mixed masks
         acc = np.matmul(obj, fplan["ones_obj"], out=ws.s[:m])
     else:
@@ -889,8 +906,9 @@ def _chunk_int(q: QModel, plan: dict, xa: np.ndarray, stats: dict, kept: dict | 
 
 
 def stage_profile(qmodel: QModel, x: Any, *, chunk: int = DEFAULT_CHUNK) -> dict[str, float]:
-    """Seconds spent per stage of the float fast path on x, on one thread with single-threaded BLAS (for
-    benchmarks: where the time goes). Raises ValueError when the model does not take the float path."""
+    """CPU seconds spent per stage of the float fast path on x, on one thread with single-threaded BLAS (for
+    benchmarks: where the time goes; the thread's CPU time, so other processes' load inflates it less than wall
+    time). Raises ValueError when the model does not take the float path."""
     a = _check_x(qmodel, x)
     plan = _plan(qmodel)
     fplan = plan["float"]
@@ -902,7 +920,7 @@ def stage_profile(qmodel: QModel, x: Any, *, chunk: int = DEFAULT_CHUNK) -> dict
     stats: dict[str, dict[str, int]] = {}
     out = np.empty((len(a), qmodel.n_outputs), dtype=fplan["layer_dt"][-1])
     with _blas_single_thread():
-        ws.t0 = time.perf_counter()
+        ws.t0 = time.thread_time()
         for s0 in range(0, len(a), chunk):
             _chunk_float(qmodel, plan, fplan, a[s0:s0 + chunk], stats, None, False, ws, out[s0:s0 + chunk])
     return prof
