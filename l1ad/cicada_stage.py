@@ -85,6 +85,7 @@ def stage_cicada(ctx: StageContext, work: Path) -> dict:
         "training": {k: v for k, v in model.metadata.items() if isinstance(v, (int, float, str))},
     }
     out["or_with_axol1tl"] = _or_table(ctx, q, scores, ev, sigs, cfg)
+    out["hls"] = _hls(q, ev, sigs, cc, cfg, work)
     out["rtl"] = _rtl(q, ev, sigs, cc, cfg, work)
     return out
 
@@ -119,6 +120,31 @@ def _or_table(ctx: StageContext, q, scores: dict, ev, sigs: dict, cfg) -> list[d
     return rows
 
 
+def _images(ev, sigs: dict) -> np.ndarray:
+    """Every held-out zero-bias and signal image as flat input codes (N, 252)."""
+    return np.concatenate([np.asarray(b.calo, dtype=np.int64).reshape(len(b), -1) for b in [ev, *sigs.values()]])
+
+
+def _hls(q, ev, sigs: dict, cc: CicadaStageConfig, cfg, work: Path) -> dict:
+    """The student's HLS project (written from the IR), its C simulation checked bit for bit against the emulator
+    on real images and on edge / random codes."""
+    if cc.hls_verify_events == 0:
+        return {"skipped": "cicada.hls_verify_events: 0"}
+    from l1ad.firmware.hls import export_hls, verify_project
+    from l1ad.firmware.hls.vectors import make_vectors
+
+    n = cc.hls_verify_events
+    mv = make_vectors(q, n, seed=cfg.seed)  # not the L1 layout: Gaussian codes instead of toy events, and edge codes
+    sets = {"images": _images(ev, sigs)[:n], "edge": mv["edge"],
+            "random": np.concatenate([mv[k] for k in ("zero_bias", "signal") if k in mv])}
+    project = export_hls(q, None, work / "hls", cfg.firmware.hls)
+    rep = verify_project(project, n, seed=cfg.seed, sets=sets, report_path=work / "hls_verification.json")
+    if not rep["passed"]:
+        raise RuntimeError(f"CICADA HLS C simulation differs from the emulator: {rep['mismatches']} "
+                           f"(see {work / 'hls_verification.json'})")
+    return {"vectors": rep["n_events"], "mismatches": rep["mismatches"]}
+
+
 def _rtl(q, ev, sigs: dict, cc: CicadaStageConfig, cfg, work: Path) -> dict:
     """The student's Verilog: generated, co-simulated against the emulator, optionally synthesized."""
     if cc.cosim_vectors == 0:
@@ -128,7 +154,7 @@ def _rtl(q, ev, sigs: dict, cc: CicadaStageConfig, cfg, work: Path) -> dict:
 
     vcfg = cfg.firmware.verilog.model_copy(update={"top": "l1ad_cicada"})
     design = export_verilog(q, work / "rtl", vcfg, report=cc.yosys)
-    data = np.concatenate([np.asarray(b.calo, dtype=np.int64).reshape(len(b), -1) for b in [ev, *sigs.values()]])
+    data = _images(ev, sigs)
     n = cc.cosim_vectors
     x = default_vectors(q, max(0, n - min(n, len(data))), seed=cfg.seed, data=data[:n])
     rep = cosim(work / "rtl", x)

@@ -95,6 +95,7 @@ class CicadaStageConfig(_Strict):
     enabled: bool = Field(True, description="train and deploy the CICADA-style trigger beside the AXOL1TL-style one")
     model: CicadaConfig = CicadaConfig()
     cosim_vectors: int = Field(20_000, ge=0, description="RTL co-simulation vectors (images and random/edge codes)")
+    hls_verify_events: int = Field(10_000, ge=0, description="HLS C-simulation vectors per set (images; edge and random codes)")
     yosys: bool = Field(False, description="synthesize the student's RTL with Yosys for its LUT/FF/DSP")
 
 

@@ -279,13 +279,18 @@ def _cicada_section(c: dict, out_dir: Path) -> Section:
     n_ev = sum(v.get("events", 0) for v in agree.values())
     rtl = c.get("rtl", {})
     rows = [["student framework forward vs emulator", f"{n_ev:,} images", Cell(str(bad), "bad" if bad else "ok")]]
+    hls = c.get("hls", {})
+    hls_bad = sum(hls.get("mismatches", {}).values()) if hls.get("vectors") is not None else 0
+    if hls.get("vectors") is not None:
+        rows.append(["student HLS C simulation vs emulator", f"{hls['vectors']:,} vectors",
+                     Cell(str(hls_bad), "bad" if hls_bad else "ok")])
     if rtl.get("vectors") is not None:
         rows.append(["student RTL (Verilator) vs emulator", f"{rtl['vectors']:,} vectors",
                      Cell(str(rtl["mismatches"]), "bad" if rtl["mismatches"] else "ok")])
         paras.append(f"Student RTL latency {rtl.get('latency_cycles')} cycles = {rtl.get('latency_ns', 0):.1f} ns at "
                      f"{rtl.get('clock_mhz')} MHz" + (f"; Yosys LUT {rtl.get('lut')}, FF {rtl.get('ff')}, DSP {rtl.get('dsp')}."
                                                       if rtl.get("lut") is not None else " (Yosys off)."))
-    if bad or rtl.get("mismatches"):
+    if bad or hls_bad or rtl.get("mismatches"):
         flags.append(Flag("bad", "the CICADA-style student is not bit-exact: see the checks table"))
     thr_rows = [[khz(t["target_hz"]), khz(t["rate_hz"]), f"{t['value']:.6g} (code {t['code']})"] for t in c.get("thresholds", [])]
     or_rows = []

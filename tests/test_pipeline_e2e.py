@@ -22,7 +22,7 @@ TINY = {
     "offline": {"nplm": {"n_toys": 3, "max_centers": 40}, "nplm_max_events": 300,
                 "bumphunt": {"n_toys": 20, "n_lee_toys": 10, "widths": [3]}},
     "cicada": {"model": {"teacher_epochs": 2, "student_epochs": 3, "progress": False, "student_filters": 2,
-                         "student_hidden": [4]}, "cosim_vectors": 1000},
+                         "student_hidden": [4]}, "cosim_vectors": 1000, "hls_verify_events": 1000},
 }
 
 
@@ -52,6 +52,7 @@ def test_run_end_to_end(tmp_path, monkeypatch):
     c = s["cicada"]  # the CICADA-style trigger: bit-exact student, thresholds, OR with the deployed trigger
     assert c["enabled"] and all(v["output_mismatches"] == 0 for v in c["framework_vs_emulator"].values())
     assert c["rtl"]["mismatches"] == 0 and c["rtl"]["vectors"] >= 1000
+    assert c["hls"]["vectors"] >= 1000 and not any(c["hls"]["mismatches"].values())
     assert [t["target_hz"] for t in c["thresholds"]] == [1e4, 1e5]
     assert all(r["or_hz"] >= max(r["axol1tl_hz"], r["cicada_hz"]) and r["overlap_hz"] <= min(r["axol1tl_hz"], r["cicada_hz"])
                for r in c["or_with_axol1tl"])
