@@ -471,6 +471,7 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
     xq_lo_ok, xq_hi_ok = _fits(bounds["scaled"], sfm.frac, qi, False)
     lsh = np.array([float(int(k) - s_xq) for k in plan["lsh"]])
     return {"layers": layers, "in_dt": in_dt, "layer_dt": [L.dt for L in layers], "s_xq": s_xq, "xq_mul": xq_mul,
+            **_score_requant(q, sa),
             "stat_names": ("input", "xq", *(f"{L.p.name}.{k}" for L in layers for k in ("accum", "out"))),
             "xq_requant": not (s_xq <= 0 and qi.contains_format(sfm)), "xq_check_lo": not xq_lo_ok, "xq_check_hi": not xq_hi_ok,
             # raw input from the scaled input's extremes: x = xs * 2**-lsh + sub per column (bounds, see _input_stage)
@@ -478,6 +479,17 @@ def _float_plan(q: QModel, plan: dict) -> dict | None:
             "sub_lo_hi": (float(min(plan["sub_f"], default=0.0)), float(max(plan["sub_f"], default=0.0))),
             "sub": plan["sub_f"].astype(in_dt), "score_f32": score_f32, "ones_in": None if score_mul is None else plan["ones_in"] * score_mul,
             "ones_obj": None if (score_mul is None or plan["ones_obj"] is None) else plan["ones_obj"] * score_mul}
+
+
+def _score_requant(q: QModel, sa: dict | None) -> dict[str, bool]:
+    """Which score stages change their values (else the float path skips them): exact -> configured formats."""
+    if sa is None:
+        return {"diff_requant": False, "square_requant": False, "score_requant": False}
+    sc = q.score
+    ed, es = sa.get("exact_diff"), sa["exact_square"]
+    return {"diff_requant": sc.kind == "mse" and not (ed.frac == sc.diff_format.frac and sc.diff_format.contains_format(ed)),
+            "square_requant": not (es.frac == sc.square_format.frac and sc.square_format.contains_format(es)),
+            "score_requant": not (sc.accum_format.frac == sc.format.frac and sc.format.contains_format(sc.accum_format))}
 
 
 def _fits(b: tuple[list[int], list[int]], frac: int, fmt: FixedFormat, relu: bool) -> tuple[bool, bool]:
@@ -709,8 +721,7 @@ def _input_stage(q: QModel, plan: dict, fplan: dict, xa: np.ndarray, stats: dict
         on_grid = not np.not_equal(fl, xa, out=ws.xmask[:m]).any()  # NaN is off the grid: the general path sees it
         ws.tick("input: grid check")
         if on_grid:
-            with np.errstate(over="ignore"):  # a huge value may scale to inf: out of range, the general path
-                _scale_input(plan, fplan, xa, x)
+            _scale_input(plan, fplan, xa, x)  # (a huge value may scale to inf, unflagged: see emulate; then the general path)
             mx, mn = float(x.max()), float(x.min())
             i_lo, i_hi = fplan["inv_mul"]
             s_lo, s_hi = fplan["sub_lo_hi"]
@@ -824,7 +835,7 @@ def _score_float(q: QModel, plan: dict, fplan: dict, xq: np.ndarray, h: np.ndarr
             np.multiply(xq, 2.0 ** a1, out=d, dtype=dt)
             d -= bufs[1]
         s = ed.frac - sc.diff_format.frac
-        if not (s == 0 and sc.diff_format.contains_format(ed)):
+        if fplan["diff_requant"]:
             if s:
                 d *= 2.0 ** -s
             d = _fq(d, s, sc.diff_format, stats["score.diff"], spare(d), dmask)
@@ -834,7 +845,7 @@ def _score_float(q: QModel, plan: dict, fplan: dict, xq: np.ndarray, h: np.ndarr
     sq = np.multiply(d, d, out=bufs[0], dtype=dt)
     es, sqf = sa["exact_square"], sc.square_format
     s = es.frac - sqf.frac
-    if not (s == 0 and sqf.contains_format(es)):
+    if fplan["square_requant"]:
         if s:
             sq *= 2.0 ** -s
         sq = _fq(sq, s, sqf, stats["score.square"], spare(sq), dmask, check_lo=False)
@@ -865,7 +876,7 @@ def _score_float(q: QModel, plan: dict, fplan: dict, xq: np.ndarray, h: np.ndarr
     ws.tick("score: gate and sum")
     s_sc = sc.accum_format.frac - sc.format.frac
     _keep(kept, "score.accum", acc, 2.0 ** s_sc)
-    if s_sc == 0 and sc.format.contains_format(sc.accum_format):
+    if not fplan["score_requant"]:
         return acc
     return _fq(acc, s_sc, sc.format, stats["score"], ws.s2[:m], ws.smask[:m])
 
@@ -919,7 +930,7 @@ def stage_profile(qmodel: QModel, x: Any, *, chunk: int = DEFAULT_CHUNK) -> dict
     ws = _Work(qmodel, plan, fplan, min(chunk, max(len(a), 1)), prof)
     stats: dict[str, dict[str, int]] = {}
     out = np.empty((len(a), qmodel.n_outputs), dtype=fplan["layer_dt"][-1])
-    with _blas_single_thread():
+    with _blas_single_thread(), np.errstate(over="ignore"):
         ws.t0 = time.thread_time()
         for s0 in range(0, len(a), chunk):
             _chunk_float(qmodel, plan, fplan, a[s0:s0 + chunk], stats, None, False, ws, out[s0:s0 + chunk])
@@ -934,6 +945,10 @@ def _n_threads(threads: int | None, n_chunks: int) -> int:
             cores = os.cpu_count() or 1
         threads = min(cores, 8)
     return max(1, min(int(threads), n_chunks))
+
+
+def _ignore_float_overflow() -> None:
+    np.seterr(over="ignore")  # (NumPy's error state is per thread: this worker's only)
 
 
 @contextlib.contextmanager
@@ -1001,10 +1016,13 @@ def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False,
         if n_threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            with _blas_single_thread(), ThreadPoolExecutor(n_threads) as ex:
+            # the workers ignore float overflow: the input shortcut may scale a huge raw value to inf, then the
+            # general input check takes over (every other float step is proven exact, so nothing else can overflow)
+            with _blas_single_thread(), ThreadPoolExecutor(n_threads, initializer=_ignore_float_overflow) as ex:
                 parts = list(ex.map(work, starts))
         else:
-            parts = [work(s0) for s0 in starts]
+            with np.errstate(over="ignore"):
+                parts = [work(s0) for s0 in starts]
     except _NonFinite:
         _raise_nonfinite(a)
         raise AssertionError("a chunk saw NaN/inf that the whole input does not hold") from None
