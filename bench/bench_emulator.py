@@ -20,7 +20,8 @@ emulator):
                       max_events)
 The machine is shared: every round runs the emulator and each peer back to back in this process, and the
 ratio per round is emulator events/s divided by the peer's events/s (C simulations: their rate on their subset;
-their speed does not depend on N). Reported: the best and the median round, the load average, and the
+their speed does not depend on N). Reported: the best and the median round, the CPU-time ratio to QKeras (less
+sensitive to other processes on a shared machine), the issue-18 targets, the load average, and the
 emulator's time per stage (``stage_profile``; with --baseline also the baseline's, from its own stage_profile, or
 its cProfile when it has none).
 Results go to out/bench/emulator.json.
@@ -268,6 +269,12 @@ def main(argv=None) -> int:
         cpu_ratio = [q / e for q, e in zip(rows["qkeras.predict"]["cpu"], rows["emulator"]["cpu"])]
         print(f"  CPU time (all threads) qkeras.predict / emulator: {max(cpu_ratio):.2f}x (best round), "
               f"{statistics.median(cpu_ratio):.2f}x (median)")
+    targets = {"qkeras.predict": 5.0, "csim.batch": 50.0}  # issue 18: emulator / runner, events per second
+    for name, goal in targets.items():
+        if name in rows:
+            best, med = rows[name]["emulator_speedup_best"], rows[name]["emulator_speedup_median"]
+            print(f"  target emulator / {name} >= {goal:g}: {'met' if med >= goal else 'met on the best round only' if best >= goal else 'NOT met'} "
+                  f"(best {best:.2f}x, median {med:.2f}x)")
     for name in ("csim.batch",):
         if name in rows:
             print(f"  {name}: emulator on the same {rows[name]['events']} events is "
