@@ -128,6 +128,7 @@ class _LayerPlan:
     part_bound: int = 0  # bound on any partial sum incl. bias (exact accumulator LSB)
     max_w: int = 0
     diag: bool = False  # an affine layer: the product is elementwise (w_* hold the diagonal), not a matrix product
+    gather: Any = None  # a max pooling layer: (n_out, N) input indices of each window (no products; integer path)
 
 
 def _mul(p: _LayerPlan, a: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -140,6 +141,8 @@ _PLAN_WEIGHTS = {
     "dense": lambda L: (L, L.weights, False),
     "affine": lambda L: (L, L.scale, True),
     "conv": lambda L: (L.dense_view(), L.dense_view().weights, False),  # the lowered matrix: one GEMM per layer
+    # average pooling: its dense view (weights 2**-k); max pooling: no weights, the window's max (see _dense)
+    "pool": lambda L: (L.dense_view(), L.dense_view().weights, False) if L.mode == "avg" else (L, None, False),
 }
 
 
@@ -159,6 +162,12 @@ def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
         if L.kind not in _PLAN_WEIGHTS:
             raise EmulatorInputError(f"layer {L.name}: the emulator has no handler for layer kind {L.kind!r}")
         L, W, diag = _PLAN_WEIGHTS[L.kind](L)
+        if W is None:  # max pooling: exact at the input LSB (the accumulator holds it); the float path skips the model
+            layers.append(_LayerPlan(L.name, in_fmt, L.weight_format, L.accum_format, L.output_format, L.product_format,
+                                     True, "max", None, np.zeros((0, 0), dtype=np.int64), 0, None, L.bias, L.bias_format,
+                                     in_fmt.frac, L.activation == "relu", gather=L.gather_index()))
+            in_b, in_fmt = bounds[f"{L.name}.out"], L.output_format
+            continue
         ab = L.accum_bounds(in_b[0], in_b[1], in_fmt)
         amax = [max(abs(a), abs(b)) for a, b in zip(*in_b)]
         wl = [[abs(int(v)) for v in row] for row in L.weights.tolist()]
@@ -238,7 +247,11 @@ def _rq(codes: np.ndarray, src: FixedFormat, dst: FixedFormat, stats: dict, name
 
 
 def _dense(p: _LayerPlan, a: np.ndarray, stats: dict) -> np.ndarray:
-    """Accumulator codes of one dense layer (exact path or hls4ml-sequential path)."""
+    """Accumulator codes of one dense layer (exact path or hls4ml-sequential path), or of a max pooling layer."""
+    if p.gather is not None:
+        acc = a[:, p.gather].max(axis=2) << (p.acc_fmt.frac - p.frac_exact)
+        stats.setdefault(f"{p.name}.accum", {"inexact": 0, "overflow": 0})
+        return acc
     if p.backend in ("f32", "f64"):
         dt = np.float32 if p.backend == "f32" else np.float64
         acc = _mul(p, a.astype(dt), p.w_num)
