@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,9 @@ class OfflineStageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    trigger: Literal["axol1tl", "cicada", "or"] = Field(
+        "axol1tl", description="which deployed trigger's bits select the offline samples: the AXOL1TL-style one, the "
+        "CICADA-style one, or their OR (each at its own threshold for the target rate; the OR keeps more)")
     luminosity_fb: float = Field(10.0, gt=0, description="integrated luminosity of the pseudo-data [fb^-1]")
     inst_luminosity: float = Field(2.0e34, gt=0, description="instantaneous luminosity [cm^-2 s^-1] (time = L / L_inst)")
     mjj_edges_gev: tuple[float, float, int] = Field((200.0, 4000.0, 38), description="m_jj histogram: lo, hi, bins")

@@ -119,6 +119,8 @@ class L1adConfig(_Strict):
         for key, (lo, hi, bins) in (("mjj_edges_gev", o.mjj_edges_gev), ("mjj_dijet_edges_gev", o.mjj_dijet_edges_gev)):
             if not (0 <= lo < hi and bins >= 1):
                 raise ValueError(f"offline.{key} = {[lo, hi, bins]}: need [lo, hi, bins] with 0 <= lo < hi and bins >= 1")
+        if o.trigger != "axol1tl" and not self.cicada.enabled:
+            raise ValueError(f"offline.trigger = {o.trigger!r} needs the CICADA-style trigger, but cicada.enabled is false")
         lo, hi = o.resonance_window_gev
         if not 0 <= lo < hi:
             raise ValueError(f"offline.resonance_window_gev = {[lo, hi]}: need [lo, hi] with 0 <= lo < hi")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from l1ad.trigger.atomic import write_json_atomic
+from l1ad.trigger.errors import UserInputError
 
 from .config import L1adConfig
 from .stages import Stage, StageContext
@@ -282,6 +283,10 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
     bits_sig = {s: firmware.emulate(q, hw_inputs(b.objects)).trigger for s, b in trig_sigs.items()}
     qcd = _read(files["qcd_dijet"]) if "qcd_dijet" in files else None
     bits_qcd = firmware.emulate(q, hw_inputs(qcd.objects)).trigger if qcd is not None else None
+    if ocfg.trigger != "axol1tl":  # the CICADA-style trigger's bits, alone or ORed with the AXOL1TL-style ones
+        bits_zb = _with_cicada(ctx, ocfg.trigger, bits_zb, zb)
+        bits_sig = {s: _with_cicada(ctx, ocfg.trigger, v, trig_sigs[s]) for s, v in bits_sig.items()}
+        bits_qcd = _with_cicada(ctx, ocfg.trigger, bits_qcd, qcd) if qcd is not None else None
     lo, hi = ocfg.resonance_window_gev
     in_window = (zb.offline.get("mJJ", np.zeros(len(zb))) >= lo) & (zb.offline.get("mJJ", np.zeros(len(zb))) < hi)
     per_rate, rates_rows = [], []
@@ -320,9 +325,25 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
     reach = reach_table(rates_rows, sig_eff, ocfg)
     write_json_atomic(work / "offline.json", as_dict({"per_rate": per_rate, "reach": reach}))
     _plot_reach(reach, ocfg.z_levels, work / "reach_vs_rate.png")
-    return as_dict({"per_rate": per_rate, "reach": reach, "luminosity_fb": ocfg.luminosity_fb,
+    return as_dict({"per_rate": per_rate, "reach": reach, "luminosity_fb": ocfg.luminosity_fb, "trigger": ocfg.trigger,
                     "zero_bias_scoring": {"events": len(scored), "chunks": scored.chunks, "seconds": scored.seconds,
                                           "chunk_size": cfg.dask.chunk_size}})
+
+
+def _with_cicada(ctx: StageContext, how: str, bits: np.ndarray, batch) -> np.ndarray:
+    """The trigger bits (N, n_targets) of the CICADA-style student on `batch`'s calorimeter images ("cicada"),
+    or ORed with `bits` ("or"); each trigger at its own threshold for the same target rate."""
+    import l1ad.firmware as firmware
+
+    if batch.calo is None:
+        raise UserInputError("offline.trigger uses the CICADA-style trigger, but the event files have no "
+                             "calorimeter-region images (CaloRegions); regenerate the data (l1ad run --from data)")
+    cq = firmware.QModel.load(ctx.path("cicada") / "qmodel.json")
+    codes = np.asarray(batch.calo, dtype=np.int64).reshape(len(batch), -1)
+    cb = firmware.emulate(cq, cq.input.format.to_float(codes)).trigger
+    if cb.shape != bits.shape:
+        raise RuntimeError(f"CICADA trigger bits {cb.shape} and AXOL1TL bits {bits.shape} differ in shape")
+    return cb if how == "cicada" else (cb | bits)
 
 
 def _plot_reach(rows: list[dict], z_levels, path: Path) -> None:
@@ -370,10 +391,13 @@ def build_stages() -> list[Stage]:
         Stage("rtl", stage_rtl, lambda c: {"deploy": c.models.deploy, "verilog": c.firmware.verilog,
                                            "n": c.firmware.cosim_vectors, "yosys": c.firmware.yosys, "seed": c.seed},
               needs=("rates",)),
-        Stage("offline", stage_offline, lambda c: {"offline": c.offline, "deploy": c.models.deploy,
-                                                   "rates": c.rates.target_rates_khz}, needs=("rates",)),
         Stage("cicada", _stage_cicada, lambda c: {"cicada": c.cicada, "rates": c.rates, "deploy": c.models.deploy,
-                                                  "verilog": c.firmware.verilog, "seed": c.seed}, needs=("rates",)),
+                                                  "verilog": c.firmware.verilog, "hls": c.firmware.hls, "seed": c.seed},
+              needs=("rates",)),
+        # the CICADA-style trigger's bits select events when offline.trigger is "cicada" or "or"
+        Stage("offline", stage_offline, lambda c: {"offline": c.offline, "deploy": c.models.deploy,
+                                                   "rates": c.rates.target_rates_khz},
+              needs=("rates", "cicada")),
     ]
 
 

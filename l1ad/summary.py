@@ -214,6 +214,11 @@ def _firmware_section(cfg: L1adConfig, summary: dict, out_dir: Path) -> Section:
     return Section("Firmware: bit-exact checks, latency and resources", paras, tables, [], flags)
 
 
+#: offline.trigger -> which bits selected the offline samples, in words
+_SELECTING = {"axol1tl": "the AXOL1TL-style trigger", "cicada": "the CICADA-style trigger",
+              "or": "the OR of the AXOL1TL-style and CICADA-style triggers, each at its own threshold for the target"}
+
+
 def _offline_section(off: dict, out_dir: Path) -> Section:
     """Triggered-stream analyses per rate, and the discovery reach table and plot."""
     per_rate = off.get("per_rate", [])
@@ -248,7 +253,8 @@ def _offline_section(off: dict, out_dir: Path) -> Section:
     z_names = " / ".join(z.replace("xsec_pb_", "").replace("sigma", "σ") for z in zs)
     return Section(
         "Offline searches and discovery reach",
-        [f"Triggered samples are the events whose emulator trigger bit fires. Reach: the cross-section [pb] giving a "
+        [f"Triggered samples are the events whose emulator trigger bit fires ({_SELECTING.get(off.get('trigger', 'axol1tl'))}). "
+         f"Reach: the cross-section [pb] giving a "
          f"median (Asimov) significance of {z_names} over the triggered background for {off.get('luminosity_fb')} fb⁻¹; "
          "n/d where no simulated background passes. Skipped analyses are labelled (a), (b), ... and explained once in "
          "the flags above."],

@@ -88,6 +88,7 @@ def test_cli_help_lists_every_stage():
     ("models:\n  frontends: [brevitas]\n", ["deploy = 'qkeras' is not trained", "['brevitas']"]),
     ("offline:\n  resonance_window_gev: [4000, 3000]\n", ["offline.resonance_window_gev", "lo < hi"]),
     ("offline:\n  mjj_dijet_edges_gev: [2800, 6000, 0]\n", ["offline.mjj_dijet_edges_gev", "bins >= 1"]),
+    ("offline:\n  trigger: or\ncicada:\n  enabled: false\n", ["offline.trigger = 'or'", "cicada.enabled is false"]),
 ])
 def test_inconsistent_sections_fail_at_load(tmp_path, yaml_text, needles):
     """Problems that used to surface minutes into a run are refused when the file is loaded."""

@@ -19,7 +19,7 @@ TINY = {
     "models": {"training": {"epochs": 3, "patience": 2, "progress": False, "plot": False}},
     "rates": {"target_rates_khz": [10, 100]},
     "firmware": {"hls_verify_events": 3000, "cosim_vectors": 3000, "yosys": False},
-    "offline": {"nplm": {"n_toys": 3, "max_centers": 40}, "nplm_max_events": 300,
+    "offline": {"trigger": "or", "nplm": {"n_toys": 3, "max_centers": 40}, "nplm_max_events": 300,
                 "bumphunt": {"n_toys": 20, "n_lee_toys": 10, "widths": [3]}},
     "cicada": {"model": {"teacher_epochs": 2, "student_epochs": 3, "progress": False, "student_filters": 2,
                          "student_hidden": [4]}, "cosim_vectors": 1000, "hls_verify_events": 1000},
@@ -57,6 +57,10 @@ def test_run_end_to_end(tmp_path, monkeypatch):
     assert all(r["or_hz"] >= max(r["axol1tl_hz"], r["cicada_hz"]) and r["overlap_hz"] <= min(r["axol1tl_hz"], r["cicada_hz"])
                for r in c["or_with_axol1tl"])
     assert -1.0 <= c["correlation"]["spearman"] <= 1.0
+    # the offline samples are the OR's: at every target rate it keeps at least the AXOL1TL-style trigger's rate
+    assert s["offline"]["trigger"] == "or"
+    for p, r in zip(s["offline"]["per_rate"], c["or_with_axol1tl"]):
+        assert p["kept_hz"] >= r["axol1tl_hz"] * (1 - 1e-9) and p["kept_hz"] == pytest.approx(r["or_hz"], rel=1e-9)
     reach = s["offline"]["reach"]
     assert {r["signal"] for r in reach} >= {"Ato4l", "leptoquark"}
     assert all(set(s["timings"][st.name]) == {"seconds", "cached"} for st in build_stages())
