@@ -5,18 +5,24 @@ da4ml needs numpy >= 2 (the main venv pins numpy 1.26 for QKeras), so it runs in
 `.venv-peers` (created here on first use, never by the tests) in a subprocess that reads the network from a
 JSON file written here. The comparison is like for like:
 
-* The network is the deployed QModel of a run (default: `out/default/rates/qkeras/qmodel.json`, the trained
-  QKeras autoencoder; `--qmodel` picks another; without any, a random-weight AE of the default sizes).
+* The network is the deployed QModel of a run (default: `out/default/rates/qkeras/qmodel.json`; `--qmodel`
+  picks another; without any, a random-weight AE of the default sizes), or with `--net` one of the stand-in
+  networks of `bench_network`: 'default' the AXOL1TL-style encoder 57-32-16-8, 'wide' the autoencoder
+  57-32-16-8-16-32-57, 'w4' the encoder with 4-bit weights.
   da4ml rounds only TRN or half-up (RND); QKeras' quantized_relu rounds half-to-even (RND_CONV). Both sides
   therefore get the same variant of the network with every RND_CONV replaced by RND, and the network only
   (57 outputs, no score or comparators: da4ml's part of the design).
 * da4ml's traced function (`comb.predict`) is checked bit for bit against `firmware.emulate` of that variant
   on the co-simulation vectors (edge, large and small codes); a mismatch is an error, not a footnote.
-* Both RTLs are synthesized with `firmware.verilog.synth_report` (Yosys `synth_xilinx -family xcup`, `stat`).
-* Latency: ours from the generator (levels per stage), da4ml's from its pipeliner (`latency_cutoff`), both in
-  cycles and ns at the same clock.
+* Both RTLs are synthesized with `firmware.verilog.synth_report` (Yosys `synth_xilinx -family xcup`, `stat`);
+  LUT counts LUT1..LUT6 as everywhere in the project, Yosys' INV cells are printed beside them. Ours uses
+  offset-binary adder trees (VerilogConfig.offset_binary; `--signed-trees` for two's complement ones).
+* Latency: da4ml's from its pipeliner (`latency_cutoff`), ours from the generator's logic levels per stage;
+  `--levels auto` (the default) takes the most pipelined of our designs (fewest levels per stage) whose latency
+  is at most da4ml's, so the LUT ratio is at equal or lower latency; both in cycles and ns at the same clock.
 
-    .venv/bin/python bench/bench_da4ml.py [--qmodel PATH] [--latency-cutoff 5] [--no-yosys] [--out out/bench/da4ml]
+    .venv/bin/python bench/bench_da4ml.py [--net default|wide|w4 | --qmodel PATH] [--levels auto|N ...]
+        [--latency-cutoff 5] [--no-yosys] [--no-verilator] [--out out/bench/da4ml]
 
 Prints the LUT / FF / DSP / CARRY / latency table and the ratios l1ad : da4ml; writes `<out>/da4ml.json`.
 """
@@ -84,14 +90,22 @@ PEER_SCRIPT = textwrap.dedent(
 
 def bench_network(kind: str, seed: int = 0):
     """The bench's stand-in networks (random Gaussian weights, std 1/sqrt(n_in) like a trained layer, quantized to
-    the formats of the default architecture, trigger.models.arch.ArchitectureConfig): 'default' the default AE
-    57-32-16-8-16-32-57 with 8-bit weights ap_fixed<8,1>, activations ap_ufixed<8,3>, input / output
-    ap_fixed<12,4>; 'wide' the same with hidden sizes 64-32-16-32-64; 'w4' the default sizes with 4-bit weights
-    ap_fixed<4,1>. The masked MSE score and two thresholds are included (the bench uses the network only)."""
+    the formats of the default architecture, trigger.models.arch.ArchitectureConfig): activations ap_ufixed<8,3>
+    (relu), input / output ap_fixed<12,4>, bias ap_fixed<8,4>.
+
+    * 'default': the deployed AXOL1TL-style encoder (ArchitectureConfig(kind="vae")) 57-32-16-8, 8-bit weights
+      ap_fixed<8,1>, the linear mu layer into ap_fixed<12,4>, score sum(mu_i^2);
+    * 'wide' (alias 'ae'): the wider and deeper autoencoder 57-32-16-8-16-32-57, 8-bit weights, masked MSE score;
+    * 'w4': the encoder with 4-bit weights ap_fixed<4,1>.
+
+    The score and two thresholds are included (the bench compares the network only)."""
     from l1ad.firmware.fixed import FixedFormat
     from l1ad.firmware.ir import DenseLayer, InputSpec, QModel, ScoreSpec, default_gate
 
-    sizes = {"default": (32, 16, 8, 16, 32), "wide": (64, 32, 16, 32, 64), "w4": (32, 16, 8, 16, 32)}[kind]
+    if kind not in BENCH_NETS:
+        raise SystemExit(f"unknown bench network {kind!r}; choose one of {', '.join(BENCH_NETS)}")
+    encoder = kind in ("default", "w4")
+    sizes = (32, 16, 8) if encoder else (32, 16, 8, 16, 32, 57)
     wbits = 4 if kind == "w4" else 8
     rng = np.random.default_rng(seed)
     n = 57
@@ -100,17 +114,24 @@ def bench_network(kind: str, seed: int = 0):
     xq = FixedFormat(12, 4, True, "RND_CONV", "SAT")
     wf, bf = FixedFormat(wbits, 1, True), FixedFormat(8, 4, True)
     layers, prev = [], n
-    for li, m in enumerate(list(sizes) + [n]):
+    for li, m in enumerate(sizes):
         W = np.clip(np.round(rng.normal(0, 1 / np.sqrt(prev), size=(prev, m)) * 2 ** wf.frac), wf.min_code, wf.max_code)
         b = np.clip(np.round(rng.normal(0, 0.1, size=m) * 2 ** bf.frac), bf.min_code, bf.max_code)
-        last = li == len(sizes)
+        last = li == len(sizes) - 1
         of = FixedFormat(12, 4, True, "RND_CONV", "SAT") if last else FixedFormat(8, 3, False, "RND_CONV", "SAT")
-        layers.append(DenseLayer(f"dense{li + 1}", W.astype(np.int64), wf, b.astype(np.int64), bf,
+        name = "mu" if (last and encoder) else f"dense{li + 1}"
+        layers.append(DenseLayer(name, W.astype(np.int64), wf, b.astype(np.int64), bf,
                                  "linear" if last else "relu", of))
         prev = m
-    sc = ScoreSpec("mse", gate=default_gate(), format=FixedFormat(18, 14, False, "TRN", "SAT"))
+    if encoder:
+        sc = ScoreSpec("mu2", format=FixedFormat(18, 14, False, "TRN", "SAT"))
+    else:
+        sc = ScoreSpec("mse", gate=default_gate(), format=FixedFormat(18, 14, False, "TRN", "SAT"))
     q = QModel(input=inp, input_quantizer=xq, layers=layers, score=sc, name=f"bench_{kind}")
     return q.with_thresholds((q.score.format.max_code // 64, q.score.format.max_code // 16))
+
+
+BENCH_NETS = ("default", "wide", "ae", "w4")
 
 
 def _kif(fmt) -> dict:
@@ -199,12 +220,15 @@ def verilate_peer(peer_dir: Path, net, x: np.ndarray, latency: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qmodel", type=Path, default=None, help=f"QModel JSON (default {DEFAULT_QMODEL.relative_to(ROOT)})")
-    ap.add_argument("--net", choices=["default", "wide", "w4"], default=None,
+    ap.add_argument("--net", choices=list(BENCH_NETS), default=None,
                     help="a stand-in network instead of a QModel file (see bench_network)")
     ap.add_argument("--latency-cutoff", type=float, default=5.0, help="da4ml pipeliner cutoff (its delay units)")
-    ap.add_argument("--levels", type=int, nargs="+", default=[3, 4],
-                    help="our logic levels per pipeline stage, one design each (3: the default; 4: da4ml's latency at cutoff 5)")
+    ap.add_argument("--levels", nargs="+", default=["auto"],
+                    help="our logic levels per pipeline stage, one design each; 'auto' (default): the fewest levels per "
+                         "stage whose latency is at most da4ml's")
     ap.add_argument("--clock-mhz", type=float, default=240.0)
+    ap.add_argument("--signed-trees", action="store_true",
+                    help="our adder trees in two's complement (VerilogConfig.offset_binary=False) instead of offset binary")
     ap.add_argument("--vectors", type=int, default=20_000)
     ap.add_argument("--no-yosys", action="store_true")
     ap.add_argument("--no-verilator", action="store_true", help="skip the Verilator runs of both designs")
@@ -213,7 +237,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from l1ad.firmware import QModel, emulate
-    from l1ad.firmware.verilog import VerilogConfig, export_verilog, synth_report
+    from l1ad.firmware.verilog import VerilogConfig, export_verilog, generate, synth_report
     from l1ad.sim.cosim import default_vectors
     from l1ad.sim.models import l1_autoencoder
     from l1ad.sim.verilator import lint
@@ -228,19 +252,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"network: {source} -> {net.name}: {net.n_inputs}-" + "-".join(str(L.n_out) for L in net.layers))
 
-    # ours, at each pipelining depth
-    ours = {}
-    for lv in args.levels:
-        ours_dir = args.out / f"l1ad_L{lv}"
-        cfg = VerilogConfig(top="l1ad_net", clock_mhz=args.clock_mhz, levels_per_stage=lv)
-        design = export_verilog(net, ours_dir, cfg)
-        sources = sorted(str(p) for p in ours_dir.glob("*.v"))
-        warn = lint(sources, cfg.top)
-        if warn:
-            raise SystemExit(f"our RTL is not lint-clean: {warn[:3]}")
-        ours[f"l1ad L{lv}"] = (sources, design.latency_cycles)
-
-    # the peer, on the same vectors, checked against our emulator
+    # the peer, on the co-simulation vectors, checked against our emulator
     x = default_vectors(net, args.vectors, seed=0)
     em = emulate(net, x)
     y = em.outputs_int.astype(np.float64) * 2.0 ** -net.output_format.frac
@@ -267,11 +279,35 @@ def main() -> None:
     peer_sources = sorted(str(p) for p in (peer_dir / "src").rglob("*.v"))
     if not peer_sources:
         raise SystemExit(f"no Verilog found under {peer_dir / 'src'}")
-    period = 1000.0 / args.clock_mhz
     # da4ml's top registers its input, then every stage's output: stages + 1 clock edges from input to output
     # (ours also registers the input: both count port to port)
+    peer_latency = peer["stages"] + 1
+
+    # ours: each requested depth per stage, or ('auto') the most pipelined design (fewest levels per stage) whose
+    # latency is at most da4ml's
+    ours = {}
+    levels = [] if args.levels == ["auto"] else [int(v) for v in args.levels]
+    if not levels:
+        for lv in range(1, 17):
+            cfg = VerilogConfig(top="l1ad_net", clock_mhz=args.clock_mhz, levels_per_stage=lv, offset_binary=not args.signed_trees)
+            if generate(net, cfg).latency_cycles <= peer_latency:
+                levels = [lv]
+                break
+        else:
+            raise SystemExit(f"no levels_per_stage up to 16 reaches da4ml's latency of {peer_latency} cycles")
+        print(f"levels per stage: {levels[0]} (the most pipelined design within da4ml's {peer_latency} cycles)")
+    for lv in levels:
+        ours_dir = args.out / f"l1ad_L{lv}"
+        cfg = VerilogConfig(top="l1ad_net", clock_mhz=args.clock_mhz, levels_per_stage=lv, offset_binary=not args.signed_trees)
+        design = export_verilog(net, ours_dir, cfg)
+        sources = sorted(str(p) for p in ours_dir.glob("*.v"))
+        warn = lint(sources, cfg.top)
+        if warn:
+            raise SystemExit(f"our RTL is not lint-clean: {warn[:3]}")
+        ours[f"l1ad L{lv}"] = (sources, design.latency_cycles)
+    period = 1000.0 / args.clock_mhz
     rows = {name: {"latency_cycles": lat, "top": "l1ad_net", "sources": srcs} for name, (srcs, lat) in ours.items()}
-    rows["da4ml"] = {"latency_cycles": peer["stages"] + 1, "top": "da4ml_net", "sources": peer_sources}
+    rows["da4ml"] = {"latency_cycles": peer_latency, "top": "da4ml_net", "sources": peer_sources}
     for row in rows.values():
         row["latency_ns"] = row["latency_cycles"] * period
     if not args.no_verilator:  # both RTLs through Verilator on the same vectors, against firmware.emulate
@@ -294,8 +330,9 @@ def main() -> None:
             print(f"Yosys synth_xilinx -family xcup on {name} ({len(srcs)} files) ...", flush=True)
             rep = synth_report(srcs, rows[name]["top"], log=args.out / f"yosys_{name.replace(' ', '_')}.log", timeout=args.yosys_timeout)
             rows[name].update({k: rep["resources"].get(k) for k in ("LUT", "FF", "DSP", "CARRY", "SRL")})
+            rows[name]["INV"] = rep["cells"].get("INV", 0)  # Yosys' inverter cells (not in LUT; Vivado folds most)
             rows[name]["yosys_s"] = rep["seconds"]
-    keys = ["LUT", "FF", "DSP", "CARRY", "latency_cycles", "latency_ns"] if not args.no_yosys else ["latency_cycles", "latency_ns"]
+    keys = ["LUT", "INV", "FF", "DSP", "CARRY", "latency_cycles", "latency_ns"] if not args.no_yosys else ["latency_cycles", "latency_ns"]
     ratios = {name: {k: (rows[name][k] / rows["da4ml"][k] if rows["da4ml"].get(k) else None) for k in keys} for name in ours}
     print(f"\n| {'':16} | " + " | ".join(f"{k:>14}" for k in keys) + " |")
     for name, row in rows.items():
@@ -305,8 +342,8 @@ def main() -> None:
     for row in rows.values():
         row["sources"] = len(row["sources"])
     result = {"network": source, "variant": net.name, "vectors": int(len(x)), "bit_exact_values": peer["values"],
-              "da4ml_mismatches": peer["mismatches"], "clock_mhz": args.clock_mhz, "levels_per_stage": args.levels,
-              "latency_cutoff": args.latency_cutoff, "rows": rows, "ratios_l1ad_over_da4ml": ratios,
+              "da4ml_mismatches": peer["mismatches"], "clock_mhz": args.clock_mhz, "levels_per_stage": levels,
+              "latency_cutoff": args.latency_cutoff, "offset_binary": not args.signed_trees, "rows": rows, "ratios_l1ad_over_da4ml": ratios,
               "peer_seconds": peer["wall_s"]}
     (args.out / "da4ml.json").write_text(json.dumps(result, indent=2))
     print(f"\nwritten: {args.out / 'da4ml.json'}")

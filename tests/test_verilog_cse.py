@@ -44,6 +44,24 @@ def test_plan_is_exact_shares_and_keeps_depth(shape, bits, seed):
     assert p.levels <= flat.levels == max(0, (max(len(o) for o in outs) - 1).bit_length())
 
 
+def test_width_estimates_bound_every_partial_sum():
+    """plan(widths=...) tracks each signal's bits (the trees pair by them): every node's value, for inputs at the
+    ends of their ranges, fits its estimated two's complement width."""
+    rng = np.random.default_rng(7)
+    W = rng.integers(-128, 128, size=(14, 6))
+    widths = [int(w) for w in rng.integers(3, 13, size=14)]
+    p = cse.plan(_digits(W), 14, widths=widths)
+    r = random.Random(7)
+    for _ in range(30):
+        x = [r.choice((-(1 << (w - 1)), (1 << (w - 1)) - 1, r.randint(-(1 << (w - 1)), (1 << (w - 1)) - 1)))
+             for w in widths]
+        v = list(x)
+        for (xs, xk, xg), (ys, yk, yg) in p.nodes:
+            v.append(xg * (v[xs] << xk) + yg * (v[ys] << yk))
+        assert all(-(1 << (p.width[i] - 1)) <= v[i] < (1 << (p.width[i] - 1)) for i in range(len(v)))
+        assert _evaluate(p, x) == [int(sum(int(W[i, j]) * x[i] for i in range(14))) for j in range(6)]
+
+
 def test_equal_digits_merge_without_adders():
     # x0 + x0 = x0 << 1 and x1 - x1 = 0 need no adder
     p = cse.plan([[(0, 0, 1), (0, 0, 1)], [(1, 2, 1), (1, 2, -1)], [(0, 0, 1), (1, 0, 1)]], 2)
@@ -58,7 +76,7 @@ def test_cse_saves_adders_in_the_rtl_and_keeps_latency():
     assert on.latency_cycles <= off.latency_cycles
 
     def adders(d):
-        return sum(t.count(" + ") + t.count(" - ") for n, t in d.files.items() if "dense" in n)
+        return sum(t.count(" + ") + t.count(" - ") + t.count("_uadd #(") for n, t in d.files.items() if "dense" in n)
 
     assert adders(on) < 0.85 * adders(off)
 
@@ -67,7 +85,8 @@ def test_cse_saves_adders_in_the_rtl_and_keeps_latency():
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
 def test_cse_random_networks_bit_exact(tmp_path):
     """Random small networks (random formats, rounding / overflow modes, narrow accumulators, 4..8-bit weights)
-    with CSE on, at three pipelining depths and both multiplier modes: Verilator == emulator on every output."""
+    with CSE on, at three pipelining depths, both multiplier modes, two's complement and offset-binary trees:
+    Verilator == emulator on every output."""
     from l1ad.sim.cosim import cosim_many, default_vectors
 
     dirs, xs = [], []
@@ -76,7 +95,7 @@ def test_cse_random_networks_bit_exact(tmp_path):
                           score="mse" if k % 2 else "random", narrow_acc=0.2, name=f"cse{k}")
         lv = (1, 2, 3)[k % 3]
         cfg = VerilogConfig(top=f"cse{k}", levels_per_stage=lv, expose_outputs=True,
-                            multiplier="mult" if k == 3 else "shiftadd")
+                            multiplier="mult" if k == 3 else "shiftadd", offset_binary=k != 1)
         d = tmp_path / f"cse{k}"
         export_verilog(q, d, cfg)
         dirs.append(d)

@@ -15,10 +15,12 @@ Plan, in two phases (our own greedy algorithm; it keeps the layer's adder-tree d
    sum stays <= 2^D, D the layer's minimum tree depth (ceil(log2) of its largest output's term count), so every
    output can still be summed in D levels and the layer's latency is unchanged.
 2. *Trees.* Each output sums its remaining digits Huffman-style on depth (the two shallowest first: the minimum
-   depth for those arrival levels) and, among equal depths, in order of shift, so that the adders pair digits of
-   neighbouring weight bits and stay narrow.
+   depth for those arrival levels) and, among equal depths, in order of shift (equal shifts: by estimated top
+   bit, ``SumPlan.width``), so that the adders pair digits of neighbouring weight bits and stay narrow.
 
 Signals are abstract integers here: leaves ``0 .. n_leaves - 1`` (depth 0), then one id per shared sum.
+Emission: ``sum_terms`` (two's complement adders, ``x - y`` for mixed signs) or ``sum_terms_offset`` (offset
+binary: non-negative operands only, zero-extended, the constants folded into each output's bias).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class SumPlan:
     n_leaves: int
     nodes: list[tuple[Digit, Digit]] = field(default_factory=list)
     depth: list[int] = field(default_factory=list)
+    width: list[int] = field(default_factory=list)  # estimated bits of each signal (leaves: given)
     roots: list[Digit | None] = field(default_factory=list)
     shared: int = 0  # adders created by phase 1 (shared sums)
     tree: int = 0  # adders created by phase 2 (per-output trees)
@@ -51,6 +54,7 @@ class SumPlan:
     def new(self, x: Digit, y: Digit) -> int:
         self.nodes.append((x, y))
         self.depth.append(max(self.depth[x[0]], self.depth[y[0]]) + 1)
+        self.width.append(max(self.width[x[0]] + x[1], self.width[y[0]] + y[1]) + 1)
         return len(self.depth) - 1
 
 
@@ -190,10 +194,11 @@ class _Bank:
         self.dead.add(k)
 
 
-def plan(outputs: list[list[Digit]], n_leaves: int, *, cse: bool = True, depth: int | None = None) -> SumPlan:
+def plan(outputs: list[list[Digit]], n_leaves: int, *, cse: bool = True, depth: int | None = None,
+         widths: list[int] | None = None) -> SumPlan:
     """Adders for out_j = sum(sign * (leaf << shift) for (leaf, shift, sign) in outputs[j]). ``depth``: the tree
     depth to keep (default: the minimum, ceil(log2(largest term count)) levels); cse=False: trees only."""
-    p = SumPlan(n_leaves, depth=[0] * n_leaves)
+    p = SumPlan(n_leaves, depth=[0] * n_leaves, width=list(widths) if widths is not None else [16] * n_leaves)
     # equal digits of one output merge before anything else (also without sharing)
     merged = []
     for ds in outputs:
@@ -231,7 +236,8 @@ def _tree(p: SumPlan, ds: list[Digit]) -> Digit | None:
         cur = pend.pop(lv)
         if not pend and len(cur) == 1:
             return cur[0]
-        cur.sort(key=lambda d: (d[1], d[0], d[2]))
+        # neighbours in shift order; equal shifts by top bit, so narrow partial sums meet narrow ones
+        cur.sort(key=lambda d: (d[1], p.width[d[0]] + d[1], d[0], d[2]))
         nxt = pend.setdefault(lv + 1, [])
         if len(cur) % 2:
             nxt.append(cur.pop())  # the odd one (the highest shift) waits a level
@@ -248,14 +254,15 @@ def _tree(p: SumPlan, ds: list[Digit]) -> Digit | None:
 _CACHE: dict[tuple, SumPlan] = {}
 
 
-def cached_plan(outputs: list[list[Digit]], n_leaves: int, *, cse: bool = True) -> SumPlan:
+def cached_plan(outputs: list[list[Digit]], n_leaves: int, *, cse: bool = True,
+                widths: list[int] | None = None) -> SumPlan:
     """plan() memoised on its arguments (the generator runs twice when it plans register placement)."""
-    key = (tuple(tuple(ds) for ds in outputs), n_leaves, cse)
+    key = (tuple(tuple(ds) for ds in outputs), n_leaves, cse, tuple(widths or ()))
     p = _CACHE.get(key)
     if p is None:
         if len(_CACHE) > 64:
             _CACHE.clear()
-        p = _CACHE[key] = plan(outputs, n_leaves, cse=cse)
+        p = _CACHE[key] = plan(outputs, n_leaves, cse=cse, widths=widths)
     return p
 
 
@@ -277,7 +284,9 @@ def sum_terms(m, prefix: str, terms: list, frac: int, pipe, *, cse: bool = True)
                 leaves.append(x.sig)
             ds.append((lid[x.sig.name], x.shift, x.sign))
         outs.append(ds)
-    p = cached_plan(outs, len(leaves), cse=cse)
+    from .rtl import bits_for
+
+    p = cached_plan(outs, len(leaves), cse=cse, widths=[bits_for(s.lo, s.hi)[0] for s in leaves])
     nl = p.n_leaves
     # the last level at which each signal is read (roots: after the tree)
     end = p.levels + 1
@@ -314,4 +323,115 @@ def sum_terms(m, prefix: str, terms: list, frac: int, pipe, *, cse: bool = True)
             continue
         t = val[r[0]]
         out.append(Term(t.sig, t.shift + r[1], t.sign * r[2]))
+    return out
+
+
+def sum_terms_offset(m, prefix: str, terms: list, frac: int, pipe, adder: str, *, cse: bool = True) -> list:
+    """Like sum_terms, but every adder adds two *non-negative* vectors (offset binary), so no operand is ever
+    sign-extended and no adder subtracts: a signed vector x (w bits) enters with its MSB inverted (x + 2^(w-1)),
+    a negative digit -v with all its bits inverted (-v = ~v - (2^w - 1)); those constants are tracked exactly and
+    left to the caller, which adds them once per output with the bias. A narrow operand then costs carry-chain
+    bits only where it overlaps the other. Each adder is an instance of the module ``adder`` (rtl.uadd_module:
+    the inversions inside, zero extension; its own module so that synthesis keeps every adder a two-input carry
+    chain instead of merging chains of additions into multi-operand logic). Returns one (rtl.Term or None,
+    constant) per list: the sum is ``(term.sig << term.shift) + constant`` (codes at `frac`); constant leaves go
+    straight into the constant."""
+    from .rtl import Sig, Term, bits_for, combine
+
+    leaves: list = []
+    lid: dict[str, int] = {}
+    outs: list[list[Digit]] = []
+    const = [0] * len(terms)
+    for j, t in enumerate(terms):
+        ds = []
+        for x in t:
+            if x.sig.const:
+                const[j] += x.sign * (x.sig.lo << x.shift)
+                continue
+            if x.sig.name not in lid:
+                lid[x.sig.name] = len(leaves)
+                leaves.append(x.sig)
+            ds.append((lid[x.sig.name], x.shift, x.sign))
+        outs.append(ds)
+    p = cached_plan(outs, len(leaves), cse=cse, widths=[bits_for(s.lo, s.hi)[0] for s in leaves])
+    nl = p.n_leaves
+    end = p.levels + 1
+    last: dict[int, int] = {}
+    for k, (x, y) in enumerate(p.nodes):
+        lv = p.depth[nl + k]
+        for s in (x[0], y[0]):
+            last[s] = max(last.get(s, 0), lv)
+    for r in p.roots:
+        if r is not None:
+            last[r[0]] = end
+    by_level: dict[int, list[int]] = {}
+    for k in range(len(p.nodes)):
+        by_level.setdefault(p.depth[nl + k], []).append(k)
+
+    # value of signal s = t.sign * (t.sig << t.shift) + off[s], t = val[s], every t.sig non-negative: a signed
+    # leaf enters with its MSB inverted (x + 2^(w-1), one inverter per leaf, before the adders and registers)
+    val: dict[int, Term] = {}
+    off: dict[int, int] = {}
+    for i, x in enumerate(leaves):
+        if x.lo >= 0:
+            val[i], off[i] = Term(Sig(x.name, x.width, False, x.lo, x.hi, x.frac, x.form)), 0
+            continue
+        w, h = x.width, 1 << (x.width - 1)
+        msb = f"~{m.bit(x, w - 1)}"
+        name = m.wire(f"{x.name}_ob", w, f"{{{msb}, {m.bits(x, w - 2, 0)}}}" if w > 1 else msb, "offset binary")
+        form, lo, hi = combine([(x, 1)], h)
+        val[i], off[i] = Term(Sig(name, w, False, lo, hi, x.frac, form)), -h
+
+    def digit(s: int, k: int, g: int) -> tuple[Sig, int, int, int]:
+        """g * (value_s << k) = e * (base << sh) + c as (vector, sh, e, c)."""
+        t = val[s]
+        return t.sig, t.shift + k, g * t.sign, g * (off[s] << k)
+
+    def operand(x: Sig, d: int, inv: bool) -> tuple[int, tuple[Sig, int], int]:
+        """The adder input x (all bits inverted when inv), shifted by d: (mask, (sig, coefficient), constant) of
+        its non-negative value."""
+        if not inv:
+            return 0, (x, 1 << d), 0
+        full = (1 << x.width) - 1
+        return full, (x, -(1 << d)), full << d
+
+    for lv in range(1, p.levels + 1):
+        live = [s for s in sorted(val) if last.get(s, 0) >= lv]
+        regs = pipe.before([val[s] for s in live], 1)
+        val.update(zip(live, regs))
+        for k in by_level.get(lv, []):
+            (xs, xk, xg), (ys, yk, yg) = p.nodes[k]
+            xa, sa, ea, ca = digit(xs, xk, xg)
+            xb, sb, eb, cb = digit(ys, yk, yg)
+            if ea == eb or ea < 0:  # port a: the inverted operand, if any (the carry chain reads b directly)
+                pass
+            else:
+                xa, sa, ea, ca, xb, sb, eb, cb = xb, sb, eb, cb, xa, sa, ea, ca
+            sign = eb  # same signs: sign * (A + B); mixed: +(B - A) = ~A + B - (2^w - 1)
+            inv = ea != eb
+            lo_sh = min(sa, sb)
+            ma, pa, ka = operand(xa, sa - lo_sh, inv)
+            mb, pb, kb = operand(xb, sb - lo_sh, False)
+            form, lo, hi = combine([pa, pb], ka + kb)
+            w = max(bits_for(lo, hi)[0], xa.width + sa - lo_sh, xb.width + sb - lo_sh, xa.width + 1, xb.width + 1)
+            name = f"{prefix}_u{k}"
+            m.net(name, w)
+            m.use(xa)
+            m.use(xb)
+            m.instance(f"{adder} #(.W({w}), .WA({xa.width}), .SA({sa - lo_sh}), .XA({xa.width}'d{ma}), "
+                       f".WB({xb.width}), .SB({sb - lo_sh}), .XB({xb.width}'d{mb})) "
+                       f"i_{name} (.a({xa.name}), .b({xb.name}), .y({name}));")
+            nid = nl + k
+            # same signs: value = sign * (y << lo_sh) + ca + cb; mixed: -a = ~a - (2^w - 1), so - (2^w - 1) << sa more
+            c = ca + cb - ((((1 << xa.width) - 1) << sa) if inv else 0)
+            val[nid] = Term(Sig(name, w, False, lo, hi, frac - lo_sh, form), lo_sh, sign)
+            off[nid] = c
+        pipe.after()
+    out = []
+    for j, r in enumerate(p.roots):
+        if r is None:
+            out.append((None, const[j]))
+            continue
+        x, sh, e, c = digit(*r)
+        out.append((Term(x, sh, e), c + const[j]))
     return out

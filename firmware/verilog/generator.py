@@ -28,10 +28,10 @@ import numpy as np
 from l1ad.firmware.fixed import FixedFormat, requantize
 
 from .config import BX_NS, VerilogConfig
-from .cse import sum_terms
+from .cse import sum_terms, sum_terms_offset
 from .pool import pool_block
 from .rtl import (Module, Pipe, Planner, Sig, Term, add_const, add_terms, adder_tree, as_const, bits_for, combine, csd, ext,
-                  finish, finish_levels, requant, requant_levels, round_offset)
+                  finish, finish_levels, requant, requant_levels, round_offset, uadd_module)
 
 GENERATOR_VERSION = 1
 
@@ -171,9 +171,26 @@ def _product(m: Module, name: str, x: Sig, w: int, frac: int) -> Sig:
 
 
 def _tree_sums(m: Module, prefix: str, terms: list[list[Term]], consts: list[int], frac: int, pipe: Pipe,
-               cse: bool = True) -> list[Sig]:
+               cse: bool = True, offset: str | None = None) -> list[Sig]:
     """Exact sums const_j + sum(terms_j) (codes at `frac`): shared subexpressions across the outputs and one
-    depth-minimal adder tree per output (cse.sum_terms), cut in lock-step; the constant is one more leaf."""
+    depth-minimal adder tree per output (cse.sum_terms), cut in lock-step; the constant is one more leaf.
+    offset (the adder module's name): offset-binary trees (cse.sum_terms_offset), the constant (bias plus the
+    trees' offsets) added once after each tree."""
+    if offset:
+        roots = sum_terms_offset(m, prefix, terms, frac, pipe, offset, cse=cse)
+        cs = [c + k for c, (_, k) in zip(consts, roots)]
+        need = any(r is not None and (k or r.shift or r.sign < 0) for (r, _), k in zip(roots, cs))
+        live = pipe.before([r.sig if r is not None else as_const(m, f"{prefix}{j}_z", 0, frac) for j, (r, _) in enumerate(roots)],
+                           1 if need else 0)
+        out = []
+        for j, ((r, _), sig, c) in enumerate(zip(roots, live, cs)):
+            if r is None:
+                out.append(as_const(m, f"{prefix}{j}_sum", c, frac, "constant sum"))
+                continue
+            v, _ = add_const(m, f"{prefix}{j}_sum", Term(sig, r.shift, r.sign), c, frac, "exact sum: the bias and the offsets")
+            out.append(Sig(v.name, v.width, v.signed, v.lo, v.hi, frac))
+        pipe.after()
+        return out
     terms = [list(t) + ([Term(as_const(m, f"{prefix}{j}_k", c, frac, "constant term"))] if c else [])
              for j, (t, c) in enumerate(zip(terms, consts))]
     roots = sum_terms(m, prefix, terms, frac, pipe, cse=cse)
@@ -220,7 +237,7 @@ def _chain_sums(m: Module, prefix: str, chain: list[list[Sig]], consts: list[int
 
 def _convert_sums(m: Module, prefix: str, out: str, terms: list[list[Term]], consts: list[int], frac: int,
                   acc: FixedFormat, dst: FixedFormat, relu: bool, pipe: Pipe, exact: bool = False,
-                  cse: bool = True) -> list[Sig]:
+                  cse: bool = True, offset: str | None = None) -> list[Sig]:
     """y_j = dst(act(accum_t(const_j + sum terms_j))) for a tree-summed accumulator (exact, or wrapping at an LSB
     no coarser than `frac`). When the accumulator provably holds the sum (a no-op conversion) and dst's rounding
     offset does not depend on the sign, the offset joins the constant leaf and only the slice / tie / relu /
@@ -234,12 +251,12 @@ def _convert_sums(m: Module, prefix: str, out: str, terms: list[list[Term]], con
     ros = [round_offset(dst.rounding, s, max(lo, 0) if relu else lo, hi) if s > 0 else (0, False)
            for lo, hi in zip(lo_e, hi_e)]
     if fits and all(r is not None for r in ros):
-        sums = _tree_sums(m, prefix, terms, [c + r[0] for c, r in zip(consts, ros)], frac, pipe, cse)
+        sums = _tree_sums(m, prefix, terms, [c + r[0] for c, r in zip(consts, ros)], frac, pipe, cse, offset)
         sums = pipe.before(sums, max(finish_levels(v.lo, v.hi, s, dst, relu, r[1]) for v, r in zip(sums, ros)))
         ys = [finish(m, f"{out}{j}", v, s, dst, r[1], relu, f"{dst}")[0] for j, (v, r) in enumerate(zip(sums, ros))]
         pipe.after()
         return ys
-    sums = _tree_sums(m, prefix, terms, consts, frac, pipe, cse)
+    sums = _tree_sums(m, prefix, terms, consts, frac, pipe, cse, offset)
     accs = [requant(m, f"{prefix}{j}_acc", v, acc, f"accumulator {acc}")[0] for j, v in enumerate(sums)]  # fits or wraps
     return _convert(m, out, accs, dst, relu, pipe)
 
@@ -291,7 +308,8 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
                         terms[j].append(Term(_product(m, f"p{i}_{j}", xs[i], w, fp), fa - fp, 1))
             pipe.after()
         consts = [B[j] << (fa - bf.frac) for j in range(L.n_out)]
-        outs = _convert_sums(m, "n", "y", terms, consts, fa, acc, of, relu, pipe, exact=qm.layer_exact(li), cse=cfg.cse)
+        outs = _convert_sums(m, "n", "y", terms, consts, fa, acc, of, relu, pipe, exact=qm.layer_exact(li), cse=cfg.cse,
+                             offset=f"{cfg.top}_uadd" if cfg.offset_binary else None)
     else:
         # hls4ml order: acc = (accum_t) b; acc = (accum_t)(acc + (accum_t) p_ij) for i = 0..n_in-1
         prods: list[list[Sig]] = [[] for _ in range(L.n_out)]
@@ -666,8 +684,11 @@ def _generate(qm: Any, cfg: VerilogConfig, planner: Planner | None) -> Design:
         out_ports = [("y_out", of.width * n_out)]
     files = {f"{b.name}.v": b.module.render() for b in blocks}
     files[f"{top}_delay.v"] = _delay_text(f"{top}_delay")
+    if any(f"{top}_uadd #(" in t for t in files.values()):
+        files[f"{top}_uadd.v"] = uadd_module(f"{top}_uadd")
     files[f"{top}.v"] = m.render()
     meta = _meta(qm, cfg, top, blocks, latency, in_reg, out_ports, expose, gates)
+    meta["files"] = list(files)
     return Design(top, files, meta)
 
 
