@@ -155,6 +155,23 @@ def qconv2d(work: Path) -> Path:
     return _save(_seeded(keras.Model(inp, h, name="qconv2d"), 5), work, "qconv2d")
 
 
+def qconv2d_pool(work: Path) -> Path:
+    """QConv2D (same) -> MaxPooling2D -> AveragePooling2D (2x2: an exact mean) -> Flatten -> QDense."""
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
+    from tensorflow import keras
+
+    inp = keras.Input((18, 14, 1))
+    h = QActivation(quantized_bits(8, 5, alpha=1), name="qin")(inp)
+    h = QConv2D(4, (3, 3), padding="same", kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1), name="conv")(h)
+    h = QActivation(quantized_relu(8, 3), name="r")(h)
+    h = keras.layers.MaxPooling2D((2, 2), name="max")(h)  # (9, 7, 4)
+    h = keras.layers.AveragePooling2D((2, 2), padding="same", name="avg")(h)  # (5, 4, 4): edge windows of 2 and 1
+    h = keras.layers.Flatten()(h)
+    h = QDense(1, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="out")(h)
+    return _save(_seeded(keras.Model(inp, h, name="qconv2d_pool"), 7), work, "qconv2d_pool")
+
+
 # ---------------------------------------------------------------------------------------------- Brevitas
 def _brevitas(work: Path, name: str, kind: str) -> Path:
     import brevitas.nn as qnn
@@ -207,4 +224,5 @@ MODELS: dict[str, dict] = {
     "brevitas_per_channel": {"build": lambda w: _brevitas(w, "brevitas_per_channel", "per_channel"),
                              "what": "Brevitas per-channel float weight scales"},
     "qconv2d": {"build": qconv2d, "what": "QConv2D on an 18x14 image"},
+    "qconv2d_pool": {"build": qconv2d_pool, "what": "QConv2D + MaxPooling2D + AveragePooling2D (same) on an 18x14 image"},
 }
