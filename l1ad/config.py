@@ -62,7 +62,7 @@ class ModelsConfig(_Strict):
     float_reference: bool = True
     #: the AXOL1TL-style default: encoder 57-32-16 -> mu(8), score sum mu_i^2 on chip (the decoder only trains).
     #: Its RTL meets 2 bunch crossings (50 ns) at 240 MHz; the full autoencoder (`kind: ae`) does not.
-    arch: ArchitectureConfig = ArchitectureConfig(name="vae_default", kind="vae")
+    arch: ArchitectureConfig = ArchitectureConfig.default("vae")
     training: TrainingConfig = TrainingConfig()
     #: the front-end whose firmware is exported to HLS/Verilog and whose trigger bits select events
     deploy: Literal["qkeras", "brevitas"] = "qkeras"

@@ -32,8 +32,9 @@ def _arch(spec: str):
 @click.argument("data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--frontend", type=click.Choice(FRONTENDS), default="qkeras", show_default=True,
               help="QKeras or Brevitas quantization-aware model, or the float (unquantized) Keras reference.")
-@click.option("--arch", "arch_spec", default="ae", show_default=True,
-              help="'ae' (dense autoencoder), 'vae' (AXOL1TL-style, score sum mu^2), or an architecture YAML file.")
+@click.option("--arch", "arch_spec", default="vae", show_default=True,
+              help="'vae' (AXOL1TL-style, score sum mu^2; the default of l1ad run), 'ae' (dense autoencoder, "
+                   "masked squared error), or an architecture YAML file.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model directory to write (for --latent-scan: the scan directory).")
 @click.option("--epochs", type=int, default=None, help="Maximum epochs (early stopping usually ends sooner).")
