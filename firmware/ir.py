@@ -502,6 +502,30 @@ def _conv_out_len(n: int, k: int, s: int, padding: Any, axis: int = 0) -> tuple[
     return out, total // 2
 
 
+def _check_in_shape(name: str, in_shape: Any) -> tuple[int, ...]:
+    """A spatial op's input shape: (length, channels) or (height, width, channels), all positive."""
+    shp = tuple(int(v) for v in in_shape)
+    if len(shp) not in (2, 3) or min(shp) < 1:
+        raise QModelError(f"layer {name}: in_shape {shp} must be (length, channels) or (height, width, channels)")
+    return shp
+
+
+def _check_padding(name: str, padding: Any, nd: int) -> str | tuple[tuple[int, int], ...]:
+    """"valid", "same", or `nd` explicit non-negative (before, after) pairs (normalised to int tuples)."""
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise QModelError(f"layer {name}: padding {padding!r} must be 'valid', 'same' or explicit (before, after) pairs")
+        return padding
+    try:
+        pads = tuple((int(a), int(b)) for a, b in padding)
+    except (TypeError, ValueError):
+        raise QModelError(f"layer {name}: padding {padding!r} must be 'valid', 'same' or explicit "
+                          f"(before, after) pairs") from None
+    if len(pads) != nd or min(min(p) for p in pads) < 0:
+        raise QModelError(f"layer {name}: padding {pads} must give {nd} non-negative (before, after) pairs")
+    return pads
+
+
 @dataclass(frozen=True)
 class ConvLayer:
     """A 1-D or 2-D convolution (Keras semantics, channels last, no dilation) on integer codes: input shape
@@ -533,9 +557,7 @@ class ConvLayer:
             object.__setattr__(self, k, FixedFormat.parse(getattr(self, k)))
         for k in ("output_format", "accum_format", "product_format"):
             object.__setattr__(self, k, _fmt(getattr(self, k)))
-        shp = tuple(int(v) for v in self.in_shape)
-        if len(shp) not in (2, 3) or min(shp) < 1:
-            raise QModelError(f"layer {self.name}: in_shape {shp} must be (length, channels) or (height, width, channels)")
+        shp = _check_in_shape(self.name, self.in_shape)
         nd = len(shp) - 1
         kr = _int_array(np.asarray(self.kernel, dtype=object) if not isinstance(self.kernel, np.ndarray) else self.kernel,
                         f"layer {self.name}: kernel", nd + 2)
@@ -544,19 +566,7 @@ class ConvLayer:
         st = tuple(int(v) for v in (self.strides if len(tuple(self.strides)) == nd else tuple(self.strides)[:nd]))
         if len(st) != nd or min(st) < 1:
             raise QModelError(f"layer {self.name}: strides {self.strides} must be {nd} positive integers")
-        if isinstance(self.padding, str):
-            if self.padding not in ("valid", "same"):
-                raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid', 'same' or explicit "
-                                  f"(before, after) pairs")
-        else:
-            try:
-                pads = tuple((int(a), int(b)) for a, b in self.padding)
-            except (TypeError, ValueError):
-                raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid', 'same' or explicit "
-                                  f"(before, after) pairs") from None
-            if len(pads) != nd or min(min(p) for p in pads) < 0:
-                raise QModelError(f"layer {self.name}: padding {pads} must give {nd} non-negative (before, after) pairs")
-            object.__setattr__(self, "padding", pads)
+        object.__setattr__(self, "padding", _check_padding(self.name, self.padding, nd))
         for ax in range(nd):
             if _conv_out_len(shp[ax], kr.shape[ax], 1, self.padding, ax)[0] < 1:
                 raise QModelError(f"layer {self.name}: kernel {kr.shape[:nd]} larger than the (padded) input {shp[:nd]}")
@@ -725,9 +735,7 @@ class PoolLayer:
             raise QModelError(f"layer {self.name}: pooling mode {self.mode!r} not supported; use one of {POOL_MODES}")
         if self.activation not in ACTIVATIONS:
             raise QModelError(f"layer {self.name}: activation {self.activation!r} not supported; use one of {ACTIVATIONS}")
-        shp = tuple(int(v) for v in self.in_shape)
-        if len(shp) not in (2, 3) or min(shp) < 1:
-            raise QModelError(f"layer {self.name}: in_shape {shp} must be (length, channels) or (height, width, channels)")
+        shp = _check_in_shape(self.name, self.in_shape)
         nd = len(shp) - 1
         ps = tuple(int(v) for v in np.atleast_1d(self.pool_size))
         if len(ps) == 1 and nd == 2:
@@ -739,22 +747,11 @@ class PoolLayer:
             st = st * 2
         if len(st) != nd or min(st) < 1:
             raise QModelError(f"layer {self.name}: strides {self.strides} must be {nd} positive integers")
-        if isinstance(self.padding, str):
-            if self.padding not in ("valid", "same"):
-                raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid', 'same' or explicit "
-                                  f"(before, after) pairs")
-        else:
-            try:
-                pads = tuple((int(a), int(b)) for a, b in self.padding)
-            except (TypeError, ValueError):
-                raise QModelError(f"layer {self.name}: padding {self.padding!r} must be 'valid', 'same' or explicit "
-                                  f"(before, after) pairs") from None
-            if len(pads) != nd or min(min(p) for p in pads) < 0:
-                raise QModelError(f"layer {self.name}: padding {pads} must give {nd} non-negative (before, after) pairs")
-            if any(a >= k or b >= k for (a, b), k in zip(pads, ps)):
-                raise QModelError(f"layer {self.name}: padding {pads} as large as the window {ps}: a window could "
-                                  f"hold padding only")
-            object.__setattr__(self, "padding", pads)
+        pads = _check_padding(self.name, self.padding, nd)
+        if not isinstance(pads, str) and any(a >= k or b >= k for (a, b), k in zip(pads, ps)):
+            raise QModelError(f"layer {self.name}: padding {pads} as large as the window {ps}: a window could "
+                              f"hold padding only")
+        object.__setattr__(self, "padding", pads)
         if self.count_pad and self.mode != "avg":
             raise QModelError(f"layer {self.name}: count_pad applies to average pooling only")
         object.__setattr__(self, "in_shape", shp)
