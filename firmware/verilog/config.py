@@ -40,8 +40,9 @@ class VerilogConfig(BaseModel):
         False, description="Adder trees on non-negative (offset-binary) operands (firmware.verilog.cse."
         "sum_terms_offset): signed inputs enter with the MSB inverted, negative digits as inverted bits, the "
         "constants tracked exactly and added once per neuron with the bias; no operand is sign-extended and no adder "
-        "subtracts, each adder an instance of one more module (<top>_uadd.v). About 4% fewer LUTs on a 57x32 layer "
-        "(Yosys), one more logic level per layer.")
+        "subtracts, each adder an instance of one more module (<top>_uadd.v). Yosys: about 4% fewer LUTs, but an "
+        "inverter cell per inverted operand bit that it does not fold into the adder's LUT (LUT+INV about 25% more on "
+        "the bench's encoder); one more logic level per layer.")
     square: Literal["mult", "lut"] = Field(
         "mult", description="Score squares: '*' (DSP inference) or AND-array partial products in the score adder tree.")
     mult_levels: int = Field(2, ge=1, description="Logic levels a variable multiplier is counted as.")
