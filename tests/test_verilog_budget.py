@@ -34,3 +34,26 @@ def test_unreachable_budget_names_the_best_latency():
         generate(qm, VerilogConfig(clock_mhz=240.0, budget_ns=1.0, meet_budget=True))
     with pytest.raises(L1adError, match="clock_mhz = 2000"):
         generate(qm, VerilogConfig(clock_mhz=2000.0, meet_budget=True))
+
+
+def test_cli_budget_picks_the_placement_or_names_the_best(tmp_path, capsys):
+    """`l1ad export verilog --budget-ns`: the design meets the budget at the clock, or exit 2 with the best latency
+    and nothing written."""
+    import json
+
+    from l1ad.cli import main
+
+    qm = l1_autoencoder((16, 8, 4, 8, 16), seed=3)
+    qm.save(tmp_path / "qmodel.json")
+    ok = tmp_path / "ok"
+    assert main(["export", "verilog", str(tmp_path / "qmodel.json"), "--out", str(ok), "--clock-mhz", "240",
+                 "--budget-ns", "200"]) == 0
+    meta = json.loads((ok / "design.json").read_text())
+    assert meta["latency_ns"] <= 200.0 and meta["max_levels_per_stage"] <= max_levels_at(240.0)
+    bad = tmp_path / "bad"
+    assert main(["export", "verilog", str(tmp_path / "qmodel.json"), "--out", str(bad), "--budget-ns", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "budget_ns = 10" in err and "best reachable latency" in err and not bad.exists()
+    assert main(["export", "verilog", str(tmp_path / "qmodel.json"), "--out", str(bad), "--budget-ns", "100",
+                 "--levels-per-stage", "2"]) == 2
+    assert "not both" in capsys.readouterr().err

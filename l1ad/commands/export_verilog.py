@@ -33,6 +33,9 @@ def load_qmodel(source: str | Path, work_dir: str | Path, *, input_format: str |
 @click.option("--clock-mhz", type=float, default=None, help="Target clock for the latency report [240].")
 @click.option("--levels-per-stage", type=int, default=None,
               help="Logic levels between pipeline registers inside a block (0: registers only between blocks) [3].")
+@click.option("--budget-ns", type=float, default=None,
+              help="Latency budget: choose the register placement (the deepest stages --clock-mhz allows under the "
+                   "logic-level model), or fail naming the best reachable latency. Excludes --levels-per-stage.")
 @click.option("--multiplier", type=click.Choice(["shiftadd", "mult"]), default=None,
               help="Constant products: CSD shift-add trees (no DSP) or '*' (DSP inference) [shiftadd].")
 @click.option("--square", type=click.Choice(["mult", "lut"]), default=None,
@@ -41,16 +44,19 @@ def load_qmodel(source: str | Path, work_dir: str | Path, *, input_format: str |
               help="Also put the network outputs on a port (y_out) [no].")
 @click.option("--yosys-timeout", type=float, default=None, help="Give up synthesis after this many seconds.")
 def verilog(model_dir: str, out_dir: str, report: bool, rates_json: str | None, input_format: str | None,
-            top: str | None, clock_mhz: float | None, levels_per_stage: int | None, multiplier: str | None,
-            square: str | None, expose_outputs: bool | None, yosys_timeout: float | None) -> None:
+            top: str | None, clock_mhz: float | None, levels_per_stage: int | None, budget_ns: float | None,
+            multiplier: str | None, square: str | None, expose_outputs: bool | None, yosys_timeout: float | None) -> None:
     """Fully unrolled, pipelined Verilog (one event per clock) of MODEL_DIR: a trained model directory, a
     qmodel.json, or a folder holding one. Writes one module per block, design.json (ports, latency) and
     qmodel.json; prints the latency and whether it fits one / two bunch crossings."""
     from l1ad.firmware.verilog import VerilogConfig, export_verilog
     from l1ad.firmware.verilog.yosys import format_table, write_report
 
+    if budget_ns is not None and levels_per_stage is not None:
+        raise click.UsageError("--budget-ns chooses the levels per stage itself: give it or --levels-per-stage, not both")
     over = {k: v for k, v in dict(top=top, clock_mhz=clock_mhz, levels_per_stage=levels_per_stage,
-                                  multiplier=multiplier, square=square, expose_outputs=expose_outputs).items()
+                                  multiplier=multiplier, square=square, expose_outputs=expose_outputs,
+                                  budget_ns=budget_ns, meet_budget=True if budget_ns is not None else None).items()
             if v is not None}
     cfg = VerilogConfig(**over)
     out = Path(out_dir)
