@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", type=int, default=30_000)
     ap.add_argument("--no-yosys", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "cicada"))
+    ap.add_argument("--student-pool", type=int, default=1, help="CicadaConfig.student_pool of the trained student")
+    ap.add_argument("--no-random", action="store_true", help="only the student (skip the random-weight QConv2D)")
     a = ap.parse_args(argv)
     from l1ad.firmware.ir import QModel, ScoreSpec
     from l1ad.sim.cosim import default_vectors
@@ -89,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         model = load_cicada(a.model)
     else:
         zb = toy_events(a.train, seed=11)
-        model = train_cicada(zb.calo, CicadaConfig(), weights=zb.weight)
+        model = train_cicada(zb.calo, CicadaConfig(student_pool=a.student_pool), weights=zb.weight)
+    print(f"student {model.config.student_out_shape} after the conv; held-out teacher/student correlation "
+          f"{model.metadata.get('val_correlation')}")
     q0 = model.to_qmodel()
     student = QModel(input=q0.input, input_quantizer=q0.input_quantizer, layers=q0.layers, score=ScoreSpec("out"),
                      name="cicada_student", meta=q0.meta)
@@ -99,12 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         rows.append(check("cicada_student", student, lambda xv: _direct(model, xv), codes, Path(d), not a.no_yosys))
+        rows[-1]["val_correlation"] = model.metadata.get("val_correlation")
+        rows[-1]["student_pool"] = model.config.student_pool
         import l1ad.firmware as fw
 
-        m = random_qconv2d()
-        qc = fw.import_qkeras(m, "ap_ufixed<10,10>", score="out")
-        rows.append(check("random_qconv2d", qc, lambda xv: m.predict(xv.reshape(len(xv), 18, 14, 1), verbose=0, batch_size=4096),
-                          default_vectors(qc, max(0, a.n - len(held)), seed=4, data=held), Path(d), not a.no_yosys))
+        if not a.no_random:
+            m = random_qconv2d()
+            qc = fw.import_qkeras(m, "ap_ufixed<10,10>", score="out")
+            rows.append(check("random_qconv2d", qc, lambda xv: m.predict(xv.reshape(len(xv), 18, 14, 1), verbose=0,
+                                                                         batch_size=4096),
+                              default_vectors(qc, max(0, a.n - len(held)), seed=4, data=held), Path(d), not a.no_yosys))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cicada_firmware.json").write_text(json.dumps(rows, indent=1) + "\n")

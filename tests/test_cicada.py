@@ -115,3 +115,24 @@ def test_refusals():
         train_cicada(np.zeros((5, 18, 14), np.uint16))
     with pytest.raises(ValueError, match="weights"):
         train_cicada(np.zeros((20, 18, 14), np.uint16), weights=-np.ones(20))
+
+
+@pytest.mark.parametrize("frontend", ["qkeras", "brevitas"])
+def test_pooled_student_imports_bit_exact(frontend):
+    """student_pool: max pooling after the conv (a quarter of the dense inputs), bit-exact through the import."""
+    pytest.importorskip("qkeras" if frontend == "qkeras" else "brevitas")
+    from l1ad.trigger.cicada import CicadaModel
+    from l1ad.trigger.models import cicada_keras, cicada_torch
+
+    cfg = CicadaConfig(frontend=frontend, student_pool=2, student_hidden=[8])
+    assert cfg.student_out_shape == (4, 3, 4) and cfg.student_flat_size == 48
+    build = cicada_keras.build_student if frontend == "qkeras" else cicada_torch.build_student
+    m = CicadaModel(cfg, None, build(cfg, 3), 0.0, 1.0)
+    x = toy_events(3000, seed=6, signal=True).calo
+    q = m.to_qmodel()
+    assert [L.kind for L in q.layers] == ["conv", "pool", "dense", "dense"]
+    e = fw.emulate(q, x.reshape(len(x), -1).astype(np.float64))
+    s = m.student_score(x)
+    assert len(np.unique(s)) > 20 and int(np.count_nonzero(e.outputs[:, 0] != s)) == 0
+    with pytest.raises(ValidationError, match="student_pool applies to the conv student"):
+        CicadaConfig(student="dense", student_pool=2)

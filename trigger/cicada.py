@@ -76,6 +76,9 @@ class CicadaConfig(BaseModel):
     student_kernel: int = Field(default=2, ge=1, le=7)
     student_stride: int = Field(default=2, ge=1, le=7)
     student_hidden: list[int] = Field(default_factory=lambda: [16])
+    #: max pooling (window = stride = student_pool, valid) after the student's conv: 1 = none; 2 quarters the
+    #: dense layer's inputs (and most of its LUTs)
+    student_pool: int = Field(default=1, ge=1, le=4)
     #: the student's input is region code * 2**-input_shift (power-of-two scaling: a wire shift on the chip)
     input_shift: int = Field(default=4, ge=0, le=10)
     input_quant: QuantSpec = QuantSpec(bits=11, integer=6)
@@ -105,6 +108,11 @@ class CicadaConfig(BaseModel):
             raise ValueError(f"teacher_filters must be positive, got {self.teacher_filters}")
         if any(h < 1 for h in self.student_hidden):
             raise ValueError(f"student_hidden sizes must be positive, got {self.student_hidden}")
+        if self.student == "conv" and min(self.student_out_shape[:2]) < 1:
+            raise ValueError(f"student_kernel {self.student_kernel}, student_stride {self.student_stride} and "
+                             f"student_pool {self.student_pool} leave no output pixel on the {calo.N_PHI} x {calo.N_ETA} image")
+        if self.student == "dense" and self.student_pool != 1:
+            raise ValueError("student_pool applies to the conv student only (student: conv)")
         fmt = self.input_quant.fmt(True)
         top = calo.ET_MAX * 2.0**-self.input_shift
         if fmt.frac < self.input_shift or fmt.max < top:
@@ -117,9 +125,10 @@ class CicadaConfig(BaseModel):
 
     @property
     def student_out_shape(self) -> tuple[int, int, int]:
-        """Shape of the student's conv output (valid padding)."""
-        k, s = self.student_kernel, self.student_stride
-        return ((calo.N_PHI - k) // s + 1, (calo.N_ETA - k) // s + 1, self.student_filters)
+        """Shape of the student's conv output (valid padding), after its max pooling."""
+        k, s, p = self.student_kernel, self.student_stride, self.student_pool
+        h, w = (calo.N_PHI - k) // s + 1, (calo.N_ETA - k) // s + 1
+        return (h // p, w // p, self.student_filters)
 
     @property
     def student_flat_size(self) -> int:

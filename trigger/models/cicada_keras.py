@@ -10,7 +10,8 @@ Student (deployed; channels last, input (18, 14, 1) = region code * 2**-input_sh
     dense: -> Flatten
     -> QDense(h, "dense_<i>") -> QActivation(quantized_relu, "dense_<i>_relu") ... -> QDense(1, "output")
     -> QActivation(quantized_bits(Bo, Io, alpha=1), "output_quant")
-Every student layer is one that firmware.import_qkeras imports exactly (QConv2D / QDense / QActivation / Flatten).
+Every student layer is one that firmware.import_qkeras imports exactly (QConv2D / MaxPooling2D / QDense / QActivation /
+Flatten).
 """
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def build_student(cfg, seed: int):
     if cfg.student == "conv":
         h = QConv2D(cfg.student_filters, cfg.student_kernel, strides=cfg.student_stride, padding="valid", name="conv", **wk)(h)
         h = QActivation(quantized_relu(aq.bits, aq.integer), name="conv_relu")(h)
+        if cfg.student_pool > 1:
+            h = tf.keras.layers.MaxPooling2D(cfg.student_pool, name="pool")(h)
     h = tf.keras.layers.Flatten(name="flatten")(h)
     for i, n in enumerate(cfg.student_hidden):
         h = QDense(n, name=f"dense_{i + 1}", **wk)(h)

@@ -54,12 +54,13 @@ class Student(nn.Module):
         bq = fixed_point_quant(cfg.bias_quant.fmt(True), "bias")
         aq = fixed_point_quant(cfg.activation_quant.fmt(False), "act")
         self.input_quant = QuantIdentity(act_quant=fixed_point_quant(cfg.input_quant.fmt(True), "act"))
-        self.conv = self.conv_relu = None
+        self.conv = self.conv_relu = self.pool = None
         n = 18 * 14
         if cfg.student == "conv":
             self.conv = QuantConv2d(1, cfg.student_filters, cfg.student_kernel, stride=cfg.student_stride, padding=0,
                                     bias=True, weight_quant=wq, bias_quant=bq)
-            self.conv_relu = QuantReLU(act_quant=aq)
+            self.conv_relu = QuantReLU(act_quant=aq, return_quant_tensor=cfg.student_pool > 1)
+            self.pool = nn.MaxPool2d(cfg.student_pool) if cfg.student_pool > 1 else None
             n = cfg.student_flat_size
         self.dense = nn.ModuleList()
         self.relus = nn.ModuleList()
@@ -77,6 +78,8 @@ class Student(nn.Module):
         h = self.input_quant(x)
         if self.conv is not None:
             h = self.conv_relu(self.conv(h))
+            if self.pool is not None:
+                h = self.pool(h)
         h = torch.flatten(h, 1)
         for d, r in zip(self.dense, self.relus):
             h = r(d(h))
