@@ -266,6 +266,38 @@ def cached_plan(outputs: list[list[Digit]], n_leaves: int, *, cse: bool = True,
     return p
 
 
+def _leaf_plan(terms: list, cse: bool, *, consts: list[int] | None = None) -> tuple[SumPlan, list, dict[int, int]]:
+    """The plan of `terms` (lists of rtl.Term) over their distinct leaf signals, the leaves, and the last tree level
+    at which each signal is read (roots: one level after the tree). With `consts` (one int per list), constant
+    leaves are added into it instead of entering the plan."""
+    from .rtl import bits_for
+
+    leaves: list = []
+    lid: dict[str, int] = {}
+    outs: list[list[Digit]] = []
+    for j, t in enumerate(terms):
+        ds = []
+        for x in t:
+            if consts is not None and x.sig.const:
+                consts[j] += x.sign * (x.sig.lo << x.shift)
+                continue
+            if x.sig.name not in lid:
+                lid[x.sig.name] = len(leaves)
+                leaves.append(x.sig)
+            ds.append((lid[x.sig.name], x.shift, x.sign))
+        outs.append(ds)
+    p = cached_plan(outs, len(leaves), cse=cse, widths=[bits_for(s.lo, s.hi)[0] for s in leaves])
+    last: dict[int, int] = {}
+    for k, (x, y) in enumerate(p.nodes):
+        lv = p.depth[p.n_leaves + k]
+        for sig in (x[0], y[0]):
+            last[sig] = max(last.get(sig, 0), lv)
+    for r in p.roots:
+        if r is not None:
+            last[r[0]] = p.levels + 1
+    return p, leaves, last
+
+
 def sum_terms(m, prefix: str, terms: list, frac: int, pipe, *, cse: bool = True) -> list:
     """Sum several term lists (one per output; rtl.Term on signals holding codes at `frac`) with shared
     subexpressions and depth-minimal trees (``plan``); the adders are written level by level, each level one
@@ -273,31 +305,8 @@ def sum_terms(m, prefix: str, terms: list, frac: int, pipe, *, cse: bool = True)
     every output at the same depth. Returns one root rtl.Term per list (None if empty)."""
     from .rtl import Term, add_terms
 
-    leaves: list = []
-    lid: dict[str, int] = {}
-    outs: list[list[Digit]] = []
-    for t in terms:
-        ds = []
-        for x in t:
-            if x.sig.name not in lid:
-                lid[x.sig.name] = len(leaves)
-                leaves.append(x.sig)
-            ds.append((lid[x.sig.name], x.shift, x.sign))
-        outs.append(ds)
-    from .rtl import bits_for
-
-    p = cached_plan(outs, len(leaves), cse=cse, widths=[bits_for(s.lo, s.hi)[0] for s in leaves])
-    nl = p.n_leaves
-    # the last level at which each signal is read (roots: after the tree)
-    end = p.levels + 1
-    last: dict[int, int] = {}
-    for k, (x, y) in enumerate(p.nodes):
-        lv = p.depth[nl + k]
-        for s in (x[0], y[0]):
-            last[s] = max(last.get(s, 0), lv)
-    for r in p.roots:
-        if r is not None:
-            last[r[0]] = end
+    p, leaves, last = _leaf_plan(terms, cse)
+    nl, end = p.n_leaves, p.levels + 1
     is_root = {r[0] for r in p.roots if r is not None}
     read = {s for x, y in p.nodes for s in (x[0], y[0])}
     by_level: dict[int, list[int]] = {}
@@ -338,32 +347,9 @@ def sum_terms_offset(m, prefix: str, terms: list, frac: int, pipe, adder: str, *
     straight into the constant."""
     from .rtl import Sig, Term, bits_for, combine
 
-    leaves: list = []
-    lid: dict[str, int] = {}
-    outs: list[list[Digit]] = []
     const = [0] * len(terms)
-    for j, t in enumerate(terms):
-        ds = []
-        for x in t:
-            if x.sig.const:
-                const[j] += x.sign * (x.sig.lo << x.shift)
-                continue
-            if x.sig.name not in lid:
-                lid[x.sig.name] = len(leaves)
-                leaves.append(x.sig)
-            ds.append((lid[x.sig.name], x.shift, x.sign))
-        outs.append(ds)
-    p = cached_plan(outs, len(leaves), cse=cse, widths=[bits_for(s.lo, s.hi)[0] for s in leaves])
-    nl = p.n_leaves
-    end = p.levels + 1
-    last: dict[int, int] = {}
-    for k, (x, y) in enumerate(p.nodes):
-        lv = p.depth[nl + k]
-        for s in (x[0], y[0]):
-            last[s] = max(last.get(s, 0), lv)
-    for r in p.roots:
-        if r is not None:
-            last[r[0]] = end
+    p, leaves, last = _leaf_plan(terms, cse, consts=const)
+    nl, end = p.n_leaves, p.levels + 1
     by_level: dict[int, list[int]] = {}
     for k in range(len(p.nodes)):
         by_level.setdefault(p.depth[nl + k], []).append(k)
