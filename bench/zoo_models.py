@@ -173,32 +173,48 @@ def qconv2d_pool(work: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- Brevitas
+def brevitas_quants(fixed: bool) -> tuple[dict, dict, dict]:
+    """Keyword arguments for Brevitas layers: (weights and bias, signed activations, unsigned activations).
+    fixed=True: 8-bit fixed-point (power-of-two scale) quantizers; False: Brevitas' defaults (float scales learned
+    from statistics, float bias), i.e. no arguments."""
+    if not fixed:
+        return {}, {}, {}
+    from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8BiasPerTensorFixedPointInternalScaling,
+                                Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)
+
+    return (dict(weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int8BiasPerTensorFixedPointInternalScaling),
+            dict(act_quant=Int8ActPerTensorFixedPoint), dict(act_quant=Uint8ActPerTensorFixedPoint))
+
+
+def export_brevitas(net, path: str | Path, batch, rounds: int) -> Path:
+    """The QONNX file of a Brevitas net, after calibrating its statistics-based scales on `rounds` calls of
+    `batch()` in train mode (as a training loop would); the export's example input has batch()'s shape."""
+    import torch
+    from brevitas.export import export_qonnx
+
+    net.train()
+    with torch.no_grad():
+        for _ in range(rounds):
+            x = batch()
+            net(x)
+    net.eval()
+    export_qonnx(net, args=torch.zeros(1, *x.shape[1:]), export_path=str(path), dynamo=False)
+    return Path(path)
+
+
 def _brevitas(work: Path, name: str, kind: str) -> Path:
     import brevitas.nn as qnn
     import torch
-    from brevitas.export import export_qonnx
-    from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8BiasPerTensorFixedPointInternalScaling,
-                                Int8WeightPerChannelFloat, Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)
+    from brevitas.quant import Int8WeightPerChannelFloat
 
     torch.manual_seed(6)
-    if kind == "fixed":
-        w = dict(weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int8BiasPerTensorFixedPointInternalScaling)
-        layers = [qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True), qnn.QuantLinear(12, 16, bias=True, **w),
-                  qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True), qnn.QuantLinear(16, 4, bias=True, **w),
-                  qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint)]
-    else:  # the defaults (float scales learned from statistics, float bias), per-tensor or per-channel weights
-        w = dict(weight_quant=Int8WeightPerChannelFloat) if kind == "per_channel" else {}
-        layers = [qnn.QuantIdentity(return_quant_tensor=True), qnn.QuantLinear(12, 16, bias=True, **w), qnn.QuantReLU(),
-                  qnn.QuantLinear(16, 4, bias=True, **w), qnn.QuantIdentity()]
-    net = torch.nn.Sequential(*layers)
-    net.train()
-    with torch.no_grad():  # calibrate the statistics-based scales as a training loop would
-        for _ in range(20):
-            net(torch.randn(256, 12) * 2)
-    net.eval()
-    p = Path(work) / f"{name}.onnx"
-    export_qonnx(net, args=torch.zeros(1, 12), export_path=str(p), dynamo=False)
-    return p
+    w, a, r = brevitas_quants(kind == "fixed")
+    if kind == "per_channel":
+        w = dict(weight_quant=Int8WeightPerChannelFloat)
+    relu = qnn.QuantReLU(return_quant_tensor=True, **r) if kind == "fixed" else qnn.QuantReLU()
+    layers = [qnn.QuantIdentity(return_quant_tensor=True, **a), qnn.QuantLinear(12, 16, bias=True, **w), relu,
+              qnn.QuantLinear(16, 4, bias=True, **w), qnn.QuantIdentity(**a)]
+    return export_brevitas(torch.nn.Sequential(*layers), Path(work) / f"{name}.onnx", lambda: torch.randn(256, 12) * 2, 20)
 
 
 MODELS: dict[str, dict] = {

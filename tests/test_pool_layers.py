@@ -165,27 +165,17 @@ def test_brevitas_pooling_import(tmp_path, fixed):
     torch = pytest.importorskip("torch")
     pytest.importorskip("brevitas")
     import brevitas.nn as qnn
-    from brevitas.export import export_qonnx
-    from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8BiasPerTensorFixedPointInternalScaling,
-                                Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)
 
+    from bench.zoo_models import brevitas_quants, export_brevitas
     from l1ad.firmware.import_qonnx import compare_qonnx, import_qonnx
 
     torch.manual_seed(0)
-    w = dict(weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int8BiasPerTensorFixedPointInternalScaling) if fixed else {}
-    a = dict(act_quant=Int8ActPerTensorFixedPoint) if fixed else {}
-    r = dict(act_quant=Uint8ActPerTensorFixedPoint) if fixed else {}
+    w, a, r = brevitas_quants(fixed)
     net = torch.nn.Sequential(qnn.QuantIdentity(return_quant_tensor=True, **a), qnn.QuantConv2d(1, 4, 3, padding=1, **w),
                               qnn.QuantReLU(return_quant_tensor=True, **r), torch.nn.MaxPool2d(2),
                               torch.nn.AvgPool2d(2, stride=1, padding=1), torch.nn.Flatten(),
                               qnn.QuantLinear(4 * 5 * 5, 3, bias=True, **w), qnn.QuantIdentity(**a))
-    net.train()
-    with torch.no_grad():
-        for _ in range(10):
-            net(torch.rand(64, 1, 8, 8) * 3)
-    net.eval()
-    path = tmp_path / "p.onnx"
-    export_qonnx(net, args=torch.zeros(1, 1, 8, 8), export_path=str(path), dynamo=False)
+    path = export_brevitas(net, tmp_path / "p.onnx", lambda: torch.rand(64, 1, 8, 8) * 3, 10)
     q = import_qonnx(path, "ap_fixed<12,6>")
     pools = [L for L in q.layers if L.kind == "pool"]
     assert [(L.mode, L.count_pad) for L in pools] == [("max", False), ("avg", True)]
