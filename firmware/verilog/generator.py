@@ -687,8 +687,7 @@ def _generate(qm: Any, cfg: VerilogConfig, planner: Planner | None) -> Design:
     if any(f"{top}_uadd #(" in t for t in files.values()):
         files[f"{top}_uadd.v"] = uadd_module(f"{top}_uadd")
     files[f"{top}.v"] = m.render()
-    meta = _meta(qm, cfg, top, blocks, latency, in_reg, out_ports, expose, gates)
-    meta["files"] = list(files)
+    meta = _meta(qm, cfg, top, blocks, latency, in_reg, out_ports, expose, gates, list(files))
     return Design(top, files, meta)
 
 
@@ -712,7 +711,7 @@ def _delay(m: Module, name: str, width: int, depth: int, top: str, comment: str,
 
 
 def _meta(qm: Any, cfg: VerilogConfig, top: str, blocks: list[Block], latency: int, in_reg: int,
-          out_ports: list[tuple[str, int]], expose: bool, gates: list[int]) -> dict[str, Any]:
+          out_ports: list[tuple[str, int]], expose: bool, gates: list[int], files: list[str]) -> dict[str, Any]:
     ns = latency * cfg.period_ns
     depth = max(b.extra.get("max_levels_per_stage", 0) for b in blocks)
     has_score = qm.score is not None
@@ -753,7 +752,7 @@ def _meta(qm: Any, cfg: VerilogConfig, top: str, blocks: list[Block], latency: i
         "score_format": str(qm.score.format) if has_score else None,
         "thresholds": [int(t) for t in qm.thresholds] if has_score else [],
         "gates": gates,
-        "files": [f"{b.name}.v" for b in blocks] + [f"{top}_delay.v", f"{top}.v"],
+        "files": files,
     }
 
 
