@@ -284,9 +284,10 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
     qcd = _read(files["qcd_dijet"]) if "qcd_dijet" in files else None
     bits_qcd = firmware.emulate(q, hw_inputs(qcd.objects)).trigger if qcd is not None else None
     if ocfg.trigger != "axol1tl":  # the CICADA-style trigger's bits, alone or ORed with the AXOL1TL-style ones
-        bits_zb = _with_cicada(ctx, ocfg.trigger, bits_zb, zb)
-        bits_sig = {s: _with_cicada(ctx, ocfg.trigger, v, trig_sigs[s]) for s, v in bits_sig.items()}
-        bits_qcd = _with_cicada(ctx, ocfg.trigger, bits_qcd, qcd) if qcd is not None else None
+        cq = firmware.QModel.load(ctx.path("cicada") / "qmodel.json")
+        bits_zb = _with_cicada(cq, ocfg.trigger, bits_zb, zb)
+        bits_sig = {s: _with_cicada(cq, ocfg.trigger, v, trig_sigs[s]) for s, v in bits_sig.items()}
+        bits_qcd = _with_cicada(cq, ocfg.trigger, bits_qcd, qcd) if qcd is not None else None
     lo, hi = ocfg.resonance_window_gev
     in_window = (zb.offline.get("mJJ", np.zeros(len(zb))) >= lo) & (zb.offline.get("mJJ", np.zeros(len(zb))) < hi)
     per_rate, rates_rows = [], []
@@ -330,15 +331,14 @@ def stage_offline(ctx: StageContext, work: Path) -> dict:
                                           "chunk_size": cfg.dask.chunk_size}})
 
 
-def _with_cicada(ctx: StageContext, how: str, bits: np.ndarray, batch) -> np.ndarray:
-    """The trigger bits (N, n_targets) of the CICADA-style student on `batch`'s calorimeter images ("cicada"),
+def _with_cicada(cq, how: str, bits: np.ndarray, batch) -> np.ndarray:
+    """The trigger bits (N, n_targets) of the CICADA-style student `cq` on `batch`'s calorimeter images ("cicada"),
     or ORed with `bits` ("or"); each trigger at its own threshold for the same target rate."""
     import l1ad.firmware as firmware
 
     if batch.calo is None:
         raise UserInputError("offline.trigger uses the CICADA-style trigger, but the event files have no "
                              "calorimeter-region images (CaloRegions); regenerate the data (l1ad run --from data)")
-    cq = firmware.QModel.load(ctx.path("cicada") / "qmodel.json")
     codes = np.asarray(batch.calo, dtype=np.int64).reshape(len(batch), -1)
     cb = firmware.emulate(cq, cq.input.format.to_float(codes)).trigger
     if cb.shape != bits.shape:
