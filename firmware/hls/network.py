@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 from l1ad.firmware.fixed import FixedFormat
@@ -88,6 +88,7 @@ class LayerCode:
     weights: str  # the weights header text (firmware/weights/<name>.h), "" if none
     body: list[str]  # network function statements (indented 4)
     precisions: list[tuple[str, str, str]]  # (IR tensor, format, C++ typedef name)
+    arrays: tuple[str, ...] = ()  # its constant arrays, partitioned completely in the network function
 
 
 def _typedef(name: str, fmt: FixedFormat, comment: str) -> str:
@@ -191,7 +192,7 @@ def dense_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t:
     ]
     prec = [(f"{L.name}.{weight_name}", str(L.weight_format), wt), (f"{L.name}.bias", str(L.bias_format), bt),
             (f"{L.name}.accum", str(L.accum_format), at), (f"{L.name}.out", str(L.output_format), dst_t)]
-    return LayerCode(types, config, weights, body, prec)
+    return LayerCode(types, config, weights, body, prec, (f"w_{n}", f"b_{n}"))
 
 
 def affine_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t: str) -> LayerCode:
@@ -219,7 +220,7 @@ def affine_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t
     ]
     prec = [(f"{L.name}.scale", str(L.scale_format), st), (f"{L.name}.offset", str(L.offset_format), ot),
             (f"{L.name}.accum", str(L.accum_format), at), (f"{L.name}.out", str(L.output_format), dst_t)]
-    return LayerCode(types, [], weights, body, prec)
+    return LayerCode(types, [], weights, body, prec, (f"s_{n}", f"o_{n}"))
 
 
 def conv_code(q: QModel, i: int, n: str, src: str, src_t: str, dst: str, dst_t: str) -> LayerCode:
@@ -299,10 +300,8 @@ def network_code(q: QModel, project: str) -> NetworkCode:
         dst, dst_t = ("y", f"{n}_result_t") if last else (f"{n}_out", f"{n}_result_t")
         code = HANDLERS[L.kind](q, i, n, src, src_t, dst, dst_t)
         if not last:
-            code = LayerCode(code.types, code.config, code.weights,
-                             [code.body[0], f"    {dst_t} {dst}[{L.n_out}];",
-                              f"    #pragma HLS ARRAY_PARTITION variable={dst} complete dim=0", *code.body[1:]],
-                             code.precisions)
+            code = replace(code, body=[code.body[0], f"    {dst_t} {dst}[{L.n_out}];",
+                                       f"    #pragma HLS ARRAY_PARTITION variable={dst} complete dim=0", *code.body[1:]])
         codes.append(code)
         src, src_t = dst, dst_t
     defines = [
@@ -339,9 +338,7 @@ def network_code(q: QModel, project: str) -> NetworkCode:
         if c.config:
             params += c.config + [""]
     params += ["#endif", ""]
-    consts = [(L, n) for L, n in zip(q.layers, names) if not (L.kind == "pool" and L.mode == "max")]  # (index tables only)
-    arrays = [f"s_{n}" if L.kind == "affine" else f"w_{n}" for L, n in consts]
-    arrays += [f"o_{n}" if L.kind == "affine" else f"b_{n}" for L, n in consts]
+    arrays = [a for c in codes for a in c.arrays]
     fn = [
         "// the network (generated from the QModel's layers by firmware.hls.network), inlined into the top level",
         f"static void {project}_network(input_t xq[N_INPUT], result_t y[N_OUTPUT]) {{",
