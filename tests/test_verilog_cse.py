@@ -111,3 +111,38 @@ def test_unreachable_budget_reports_the_logic_depth_and_the_best_clock():
     depth = generate(q, VerilogConfig(levels_per_stage=0)).meta["max_levels_per_stage"]
     with pytest.raises(L1adError, match=rf"{depth} logic levels in series .*at any clock the best is about"):
         generate(q, VerilogConfig(clock_mhz=240.0, budget_ns=5.0, meet_budget=True))
+
+
+def _recount(bank: cse._Bank) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for dig in bank.dig:
+        items = list(dig.values())
+        for u in range(len(items)):
+            for v in range(u + 1, len(items)):
+                k = cse._key(items[u], items[v])
+                counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pattern_counts_match_a_recount(seed):
+    """The incrementally kept pattern counts equal a recount of the digits, before and after sharing (a pattern
+    is keyed the same whichever of its two digits comes first, signs included)."""
+    rng = np.random.default_rng(seed)
+    W = rng.integers(-90, 91, size=(12, 6))
+    outs = [ds for ds in _digits(W)]
+    bank = cse._Bank(cse.SumPlan(12, depth=[0] * 12, width=[10] * 12), outs, 8)
+    assert {k: c for k, c in bank.count.items() if c} == _recount(bank)
+    bank.run()
+    assert bank.plan.shared > 0
+    assert {k: c for k, c in bank.count.items() if c} == _recount(bank)
+
+
+def test_mixed_sign_pattern_with_a_shared_sum_is_shared():
+    """y0 = y1 = x0 + x1 - x2: after x0 + x1 is shared, its sum pairs with -x2 (the new signal's digit comes
+    first, so the key orders the two digits the other way round): two adders in all (a pattern keyed with the
+    wrong sign relation would find no occurrence and leave each output its own last adder: three)."""
+    outs = [[(0, 0, 1), (1, 0, 1), (2, 0, -1)], [(0, 0, 1), (1, 0, 1), (2, 0, -1)]]
+    p = cse.plan(outs, 3)
+    assert p.adders == 2
+    assert _evaluate(p, [5, 7, 11]) == [5 + 7 - 11] * 2

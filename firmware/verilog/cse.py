@@ -61,10 +61,10 @@ class SumPlan:
 def _key(p: Digit, q: Digit) -> int:
     """The pattern of the pair p + q, packed in one int (a, b, d, r: see _unkey)."""
     (a, sa, ga), (b, sb, gb) = p, q
+    same = ga == gb  # the sign relation does not depend on the order
     if b < a or (b == a and sb < sa):
-        a, sa, ga, b, sb = b, sb, gb, a, sa
-        return (((a << 20) | b) << 9 | (sb - sa + 256)) << 1 | (ga * gb > 0)
-    return (((a << 20) | b) << 9 | (sb - sa + 256)) << 1 | (ga * gb > 0)
+        a, sa, b, sb = b, sb, a, sa
+    return (((a << 20) | b) << 9 | (sb - sa + 256)) << 1 | same
 
 
 def _unkey(k: int) -> tuple[int, int, int, int]:
@@ -117,7 +117,7 @@ class _Bank:
     def _inc(self, k: int, n: int) -> None:
         c = self.count.get(k, 0) + n
         self.count[k] = c
-        if n > 0 and c > 1 and k not in self.dead:
+        if c > 1 and k not in self.dead:
             heapq.heappush(self.heap, self._prio(k, c))
 
     def _add(self, j: int, d: Digit, index: bool = True) -> None:
