@@ -1,17 +1,22 @@
 #!/usr/bin/env python
 """Emulator speed and agreement against QKeras predict and the HLS C simulation, in one run, interleaved.
 
-Model: the 57-32-16-8-16-32-57 QKeras autoencoder (input quantized_bits(12,3), weights (8,0), biases (8,3),
-quantized_relu(8,3), output quantized_bits(12,3); alpha=1), imported with the integer input scaler of the L1
-hardware units, masked-MSE score and two comparators. Events: N synthetic L1 events in hardware units.
+Models (--net), QKeras models with the quantizers of the project's default architecture
+(trigger.models.arch.ArchitectureConfig: input quantized_bits(12,3), weights (8,0), biases (8,3), quantized_relu(8,3),
+output quantized_bits(12,3); alpha=1), imported with the integer input scaler of the L1 hardware units:
+  * default  the deployed AXOL1TL-style encoder 57-32-16-8 (ArchitectureConfig.default("vae")), score sum mu_i^2
+  * ae       the 57-32-16-8-16-32-57 autoencoder, masked-MSE score
+with two comparators. Events: N synthetic L1 events in hardware units.
 
 Runners (each returns the network output for the same events; mismatches are counted bit for bit against the
 emulator):
-  * "emulator"        l1ad.firmware.emulate on all N events (worker threads over chunks); it returns the output
-                      codes as the float path computed them (float32 integers, as predict returns float32); the
-                      int64 copy is made when ``outputs_int`` is first read, outside the timing like predict's
-                      conversion to codes
-  * "emulator.int64"  the same call followed by reading ``outputs_int`` (the int64 copy inside the timing)
+  * "emulator"        l1ad.firmware.emulate on all N events: the compiled integer kernel (firmware.native, built
+                      during the warm-up; worker threads over chunks) where g++ is there, else the NumPy path; it
+                      returns the output codes as computed (int32 from the kernel, float32 integers from the float
+                      path, as predict returns float32); the int64 copy is made when ``outputs_int`` is first read,
+                      outside the timing like predict's conversion to codes
+  * "emulator.numpy"  the same with backend="numpy" (the NumPy float path: the emulator before the kernel)
+  * "emulator.int64"  the first call followed by reading ``outputs_int`` (the int64 copy inside the timing)
   * "qkeras.predict"  model.predict(scaled inputs, batch_size=16384) in float32, all N events
   * "csim.batch"      the exported project's C simulation (the HLS project built from the IR) through l1ad's
                       ctypes batch bridge (all cores), on the first --csim-events events
@@ -21,12 +26,13 @@ emulator):
 The machine is shared: every round runs the emulator and each peer back to back in this process, and the
 ratio per round is emulator events/s divided by the peer's events/s (C simulations: their rate on their subset;
 their speed does not depend on N). Reported: the best and the median round, the CPU-time ratio to QKeras (less
-sensitive to other processes on a shared machine), the issue-18 targets, the load average, and the
-emulator's time per stage (``stage_profile``; with --baseline also the baseline's, from its own stage_profile, or
-its cProfile when it has none).
-Results go to out/bench/emulator.json.
+sensitive to other processes on a shared machine), the issue-18 targets, the load average, and the profile:
+the NumPy path's time per stage (``stage_profile``, before) next to the kernel's CPU time (after), both on one
+thread; with --baseline also the baseline's, from its own stage_profile, or its cProfile when it has none.
+Results go to out/bench/emulator.json (out/bench/emulator_ae.json for --net ae).
 
-    python bench/bench_emulator.py [--events N] [--rounds R] [--csim-events M] [--no-csim] [--baseline REV]
+    python bench/bench_emulator.py [--net default|ae] [--events N] [--rounds R] [--csim-events M] [--no-csim]
+                                   [--baseline REV]
 """
 from __future__ import annotations
 
@@ -51,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-SIZES = (57, 32, 16, 8, 16, 32, 57)
+NETS = {"default": (57, 32, 16, 8), "ae": (57, 32, 16, 8, 16, 32, 57)}
 
 
 class Scaler:
@@ -73,21 +79,39 @@ def make_events(n: int, seed: int = 0) -> np.ndarray:
     return x.reshape(n, 57).astype(np.float32)
 
 
-def build_model(seed: int = 0, train_events: int = 0):
+def build_model(net: str = "ae", seed: int = 0):
+    """The QKeras model of --net: layer sizes NETS[net], the default architecture's quantizers, random biases."""
     import tensorflow as tf
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
+    from l1ad.trigger.models.arch import ArchitectureConfig
+
+    arch = ArchitectureConfig.default("vae" if net == "default" else "ae")
+    iq, wq, bq, aq, oq = arch.input_quant, arch.weight_quant, arch.bias_quant, arch.activation_quant, arch.output_quant
+    sizes = NETS[net]
+    assert [L.n_out for L in arch.deployed_layers()] == list(sizes[1:]), "bench sizes differ from the architecture's"
     tf.keras.utils.set_random_seed(seed)
-    inp = tf.keras.Input((SIZES[0],), name="input")
-    h = QActivation(quantized_bits(12, 3, alpha=1), name="input_quant")(inp)
-    for k, s in enumerate(SIZES[1:]):
-        last = k == len(SIZES) - 2
-        h = QDense(s, name=f"d{k}", kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1),
+    inp = tf.keras.Input((sizes[0],), name="input")
+    h = QActivation(quantized_bits(iq.bits, iq.integer, alpha=1), name="input_quant")(inp)
+    for k, s in enumerate(sizes[1:]):
+        last = k == len(sizes) - 2
+        h = QDense(s, name=f"d{k}", kernel_quantizer=quantized_bits(wq.bits, wq.integer, alpha=1),
+                   bias_quantizer=quantized_bits(bq.bits, bq.integer, alpha=1),
                    bias_initializer=tf.keras.initializers.RandomUniform(-0.5, 0.5, seed=seed))(h)
         if not last:
-            h = QActivation(quantized_relu(8, 3), name=f"d{k}_relu")(h)
-    h = QActivation(quantized_bits(12, 3, alpha=1), name="output_quant")(h)
-    return tf.keras.Model(inp, h, name="bench_ae")
+            h = QActivation(quantized_relu(aq.bits, aq.integer), name=f"d{k}_relu")(h)
+    h = QActivation(quantized_bits(oq.bits, oq.integer, alpha=1), name="output_quant")(h)
+    return tf.keras.Model(inp, h, name=f"bench_{net}")
+
+
+def import_model(model, net: str):
+    """The QModel of the bench's QKeras model: L1 scaler, masked-MSE (ae) or mu^2 (default) score, two thresholds."""
+    import l1ad.firmware as fw
+
+    if net == "ae":
+        return fw.import_qkeras(model, "ap_int<18>", scaler=Scaler, score="mse", gate="l1", thresholds=(1000, 10000))
+    q = fw.import_qkeras(model, "ap_int<18>", scaler=Scaler, score="mu2")
+    return q.with_thresholds((q.score.format.max_code // 64, q.score.format.max_code // 16))
 
 
 def load_peers() -> list[dict]:
@@ -149,6 +173,21 @@ def print_profile(title: str, prof: dict[str, float], n: int) -> None:
         print(f"  {k:<42}{v * 1e3:9.1f} ms {100 * v / tot:6.1f} %{v / n * 1e9:8.0f} ns/event")
 
 
+def native_profile(fw, qmodel, x) -> float | None:
+    """CPU seconds of the native kernel on x in this thread (threads=1: the kernel runs in the calling thread), or
+    None without a kernel. The best of three (the thread's CPU time: other processes inflate it little)."""
+    best = None
+    for _ in range(3):
+        t0 = time.thread_time()
+        try:
+            fw.emulate(qmodel, x, backend="native", threads=1)
+        except fw.EmulatorInputError:
+            return None
+        t = time.thread_time() - t0
+        best = t if best is None else min(best, t)
+    return best
+
+
 def baseline_profile(mod, qmodel, x) -> list[str]:
     """cProfile of the baseline emulator on one thread (NumPy work shows under the Python function calling it)."""
     pr = cProfile.Profile()
@@ -162,6 +201,8 @@ def baseline_profile(mod, qmodel, x) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--net", choices=tuple(NETS), default="default",
+                    help="default: the AXOL1TL-style encoder 57-32-16-8 (mu^2 score); ae: the 57-32-16-8-16-32-57 autoencoder")
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (emulator, then each peer)")
     ap.add_argument("--csim-events", type=int, default=20_000, help="events for the C simulations (~8k events/s)")
@@ -169,8 +210,10 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default=None, help="git revision whose emulator is timed alongside (before/after)")
     ap.add_argument("--profile-events", type=int, default=200_000)
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TF default)")
-    ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "emulator.json")
+    ap.add_argument("--out", type=Path, default=None, help="default: out/bench/emulator.json (emulator_ae.json for --net ae)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "out" / "bench" / ("emulator.json" if args.net == "default" else f"emulator_{args.net}.json")
     if args.events < 1 or args.rounds < 1 or args.csim_events < 1:
         ap.error("--events, --rounds and --csim-events must be positive")
 
@@ -181,12 +224,14 @@ def main(argv=None) -> int:
     import l1ad.firmware as fw
     from l1ad.firmware.emulator import stage_profile
 
-    model = build_model()
-    qmodel = fw.import_qkeras(model, "ap_int<18>", scaler=Scaler, score="mse", gate="l1", thresholds=(1000, 10000))
+    model = build_model(args.net)
+    qmodel = import_model(model, args.net)
     x_hw = make_events(args.events)
     scaled = ((x_hw.astype(np.float64) - Scaler.offset) * 2.0 ** -Scaler.shift).astype(np.float32)
     n, m = len(x_hw), min(args.csim_events, len(x_hw))
-    print(f"bench_emulator: {n} events, model {'-'.join(map(str, SIZES))}, {platform.machine()} {os.cpu_count()} cpu(s), "
+    sizes = NETS[args.net]
+    print(f"bench_emulator: {n} events, --net {args.net}: model {'-'.join(map(str, sizes))} ({qmodel.score.kind} score), "
+          f"{platform.machine()} {os.cpu_count()} cpu(s), "
           f"numpy {np.__version__}, tensorflow {tf.__version__}, load average {os.getloadavg()[0]:.2f}")
     if qmodel.warnings:
         print("import warnings:", *qmodel.warnings, sep="\n  ")
@@ -194,6 +239,7 @@ def main(argv=None) -> int:
     frac = qmodel.output_format.frac
     # (name, timed call, conversion to output codes done after the timing)
     full = [("emulator", lambda: fw.emulate(qmodel, x_hw), lambda r: r.outputs_int),
+            ("emulator.numpy", lambda: fw.emulate(qmodel, x_hw, backend="numpy"), lambda r: r.outputs_int),
             ("emulator.int64", lambda: fw.emulate(qmodel, x_hw).outputs_int, lambda r: r),
             ("qkeras.predict", lambda: model.predict(scaled, batch_size=16384, verbose=0),
              lambda y: np.ldexp(np.asarray(y, np.float64), frac))]
@@ -211,8 +257,16 @@ def main(argv=None) -> int:
             k = min(n, peer.get("max_events") or n)
             state = peer["setup"](ctx)
             sub.append((peer["name"], (lambda p=peer, s=state, k=k: p["run"](s, x_hw[:k]))))
-        # warm-up outside the timed rounds: plan compilation, graph tracing, first C-simulation call
+        # warm-up outside the timed rounds: the kernel's build (or its cache), plan compilation, graph tracing
+        try:
+            t0 = time.perf_counter()
+            fw.emulate(qmodel, x_hw[:1000], backend="native")
+            print(f"native kernel ready in {time.perf_counter() - t0:.1f} s (built, or loaded from the cache)")
+        except fw.EmulatorInputError as e:
+            print(f"no native kernel ({e}): the emulator runs on the NumPy path")
         ref = fw.emulate(qmodel, x_hw[:1000]).outputs_int
+        fw.emulate(qmodel, x_hw[:1000], backend="numpy")
+        print(f"emulator backends: {sorted(set(fw.emulate(qmodel, x_hw[:1000]).backends.values()))}")
         if base is not None:
             base.emulate(qbase, x_hw[:1000])
         model.predict(scaled[:1000], batch_size=16384, verbose=0)
@@ -285,7 +339,11 @@ def main(argv=None) -> int:
         base_prof = base.stage_profile(qbase, x_hw[:pe])
         print_profile(f"baseline {args.baseline} stages (before)", base_prof, pe)
     prof = stage_profile(qmodel, x_hw[:pe])
-    print_profile("emulator stages (after)", prof, pe)
+    print_profile("NumPy path stages (before: emulate(backend='numpy'))", prof, pe)
+    native_cpu = native_profile(fw, qmodel, x_hw[:pe])
+    if native_cpu is not None:
+        print(f"native kernel (after): {native_cpu:.3f} CPU s for {pe} events on one thread ({pe / native_cpu:,.0f} events per "
+              f"CPU second, {native_cpu / pe * 1e9:.0f} ns/event): {sum(prof.values()) / native_cpu:.2f}x less CPU than the NumPy path")
     if base is not None and base_prof is None:
         base_prof = baseline_profile(base, qbase, x_hw[:pe])
         print(f"\nbaseline {args.baseline} cProfile on {pe} events, one thread (top by own time):")
@@ -293,7 +351,8 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from l1ad.trigger.atomic import write_json_atomic
 
-    write_json_atomic(args.out, {"events": n, "model": list(SIZES), "results": results, "stage_profile_s": prof,
+    write_json_atomic(args.out, {"events": n, "net": args.net, "model": list(sizes), "results": results,
+                                 "stage_profile_s": prof, "native_cpu_s": native_cpu, "profile_events": pe,
                                  "qkeras_over_emulator_int64": with_int64,
                                  "baseline": args.baseline, "baseline_profile": base_prof,
                                  "load_average_end": list(load),

@@ -13,6 +13,9 @@ for the few values that overflow; the input's range follows from the scaled code
 only runs when that bound is not inside the format, or on NaN/inf); the last layer rounds straight into the
 result, whose float codes become int64 when ``outputs_int`` is first read. Scratch buffers are reused per
 worker thread (the layers rotate three). ``stage_profile`` times its stages.
+
+Large inputs of dense models run instead on a compiled integer kernel (firmware.native: the same codes and
+statistics, from C++ generated per model), when g++ is there; ``backend="numpy"`` keeps the NumPy paths.
 """
 from __future__ import annotations
 
@@ -51,10 +54,11 @@ class EmulationResult:
     ``stats["input"]`` counts raw inputs off the input format's grid / out of its range.
     tensors: every intermediate's codes when ``emulate(..., keep=True)`` (names as in ``QModel.tensor_formats``:
     input, scaled, xq, <layer>.accum, <layer>.out, score.diff, score.square, score.accum), else empty.
-    backends: the arithmetic used per layer ("f32"/"f64" exact BLAS, "i64", "object", "sequential").
+    backends: the arithmetic used per layer ("native" compiled kernel, "float32"/"float64" float path, "f32"/"f64"
+    exact BLAS, "i64", "object", "sequential").
     """
 
-    codes: np.ndarray = field(repr=False)  # the output codes as computed (int32 when they fit, else int64/object)
+    codes: np.ndarray = field(repr=False)  # the output codes as computed (float or int32 codes, int64, object)
     score_int: np.ndarray | None
     trigger: np.ndarray
     output_format: FixedFormat
@@ -68,9 +72,10 @@ class EmulationResult:
 
     @property
     def outputs_int(self) -> np.ndarray:
-        """(N, n_out) int64 codes of the network output (object beyond 62 bits). The fast path stores them as
-        float codes (exact integers); they are converted on first read (only a reader pays that copy), then kept."""
-        if self.codes.dtype.kind == "f":
+        """(N, n_out) int64 codes of the network output (object beyond 62 bits). The float path stores them as
+        float codes (exact integers), the native kernel as int32 when they fit; they are converted on first read
+        (only a reader pays that copy), then kept."""
+        if self.codes.dtype.kind == "f" or self.codes.dtype in (np.int8, np.int16, np.int32):
             self.codes = self.codes.astype(np.int64)
         return self.codes
 
@@ -146,7 +151,7 @@ _PLAN_WEIGHTS = {
 }
 
 
-BACKENDS = ("auto", "int", "i64", "object")
+BACKENDS = ("auto", "native", "numpy", "int", "i64", "object")
 
 
 def _plan(q: QModel, force: str = "auto") -> dict[str, Any]:
@@ -976,23 +981,87 @@ def _blas_single_thread():
         yield
 
 
+def _native_input(a: np.ndarray) -> np.ndarray | None:
+    """The input as the C-contiguous float32 / float64 array the kernel reads (values unchanged), or None when a
+    conversion could round (int64 beyond 2**53)."""
+    if a.dtype in (np.float32, np.float64):
+        return np.ascontiguousarray(a)
+    if a.dtype == np.float16:
+        return np.ascontiguousarray(a, dtype=np.float32)
+    if a.dtype.itemsize >= 8 and a.size and max(abs(int(a.min())), abs(int(a.max()))) >= 1 << 53:
+        return None
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _emulate_native(q: QModel, x: Any, *, strict: bool, keep: bool, threads: int | None, forced: bool) -> EmulationResult | None:
+    """emulate() on the compiled kernel, or None when the NumPy path must run instead (``forced``: raise naming
+    why, unless only the input needs it: a value the kernel leaves to NumPy gives the same codes there)."""
+    from . import native
+
+    if keep:
+        if forced:
+            raise EmulatorInputError("backend='native' keeps no intermediate tensors: keep=True needs backend='numpy'")
+        return None
+    a = _check_x(q, x, scan=False)
+    n = a.shape[0]
+    if not forced and n < native.NATIVE_MIN_EVENTS and not native.loaded(q):
+        return None
+    k = native.unsupported(q) or native.kernel(q)
+    if isinstance(k, str):
+        if forced:
+            raise EmulatorInputError(f"backend='native' cannot run model {q.name!r}: {k}")
+        return None
+    xa = _native_input(a)
+    if xa is None:
+        return None
+    out = np.empty((n, q.n_outputs), dtype=k.out_dtype)
+    score = None if q.score is None else np.empty(n, dtype=np.int64)
+    status, stats = k.run(xa, out, score, _n_threads(threads, max(1, -(-n // DEFAULT_CHUNK))))
+    if status & native.STATUS_NONFINITE:
+        _raise_nonfinite(a)
+        raise AssertionError("the native kernel saw NaN/inf that the input does not hold")
+    if status & native.STATUS_FALLBACK:
+        return None
+    st = stats["input"]
+    if strict and (st["inexact"] or st["overflow"]):
+        raise EmulatorInputError(f"{st['inexact']} input value(s) off the grid of {q.input.format} and {st['overflow']} out of "
+                                 f"its range (strict=True)")
+    if score is not None and q.thresholds:
+        trig = score[:, None] > np.array(q.thresholds, dtype=np.int64)[None, :]
+    else:
+        trig = np.zeros((n, len(q.thresholds)), dtype=bool)
+    return EmulationResult(codes=out, score_int=score, trigger=trig, output_format=q.output_format,
+                           score_format=q.score_format, stats=stats, backends={L.name: "native" for L in q.layers})
+
+
 def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False, chunk: int = DEFAULT_CHUNK,
             backend: str = "auto", threads: int | None = None) -> EmulationResult:
     """Run the QModel bit-exactly on x, the (N, n_inputs) raw hardware-unit input (floats holding the input
     format's values; (N, 19, 3) is flattened row-major). Inputs off the input format's grid are rounded with its
     rounding mode (counted in ``result.stats["input"]``); ``strict=True`` raises instead. ``keep=True`` also
-    returns every intermediate tensor's codes. Processes ``chunk`` events at a time.
+    returns every intermediate tensor's codes (NumPy path only). Processes ``chunk`` events at a time (NumPy path).
 
-    ``backend``: "auto" runs on float arrays holding integer codes when a bound proves every step exact
-    (formats and partial sums below 2**52, float32 BLAS/elementwise below 2**23), else on int64 with exact
-    float BLAS for the matrix products where the bound allows, else on Python integers; "int" forces that integer
-    path, "i64" also integer matrix products, "object" Python integers throughout (cross-checks: the results
-    are identical by construction). ``threads``: worker threads over chunks (default: the usable cores, at most
-    8; NumPy and BLAS release the GIL); results do not depend on it."""
+    ``backend``: "native" runs the compiled integer kernel of firmware.native (dense layers with exact
+    accumulators; compiled with g++ on first use, then cached), and raises naming why when it cannot; "numpy"
+    runs on float arrays holding integer codes when a bound proves every step exact (formats and partial sums
+    below 2**52, float32 BLAS/elementwise below 2**23), else on int64 with exact float BLAS for the matrix
+    products where the bound allows, else on Python integers; "auto" (default) takes the native kernel when it is
+    already loaded for this QModel or when x holds at least ``native.NATIVE_MIN_EVENTS`` events (a first build
+    then pays off) and the model and machine allow it, else "numpy"; "int" forces the NumPy integer path, "i64"
+    also integer matrix products, "object" Python integers throughout (cross-checks: the results, statistics
+    included, are identical by construction). ``threads``: worker threads over chunks (default: the usable
+    cores, at most 8; NumPy, BLAS and the kernel release the GIL); results do not depend on it."""
     if not isinstance(qmodel, QModel):
         raise TypeError(f"emulate() needs a firmware.QModel, got {type(qmodel).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend in ("auto", "native"):
+        res = _emulate_native(qmodel, x, strict=strict, keep=keep, threads=threads, forced=backend == "native")
+        if res is not None:
+            return res
+        backend = "auto"
+    elif backend == "numpy":
+        backend = "auto"
     plan = _plan(qmodel, backend)
     fplan = plan["float"] if backend == "auto" else None
     a = _check_x(qmodel, x, scan=fplan is None)
