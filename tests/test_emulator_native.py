@@ -162,21 +162,32 @@ def test_every_rounding_and_overflow_mode_with_ties(first):
 
 
 def test_wide_formats_take_the_32_and_64_bit_lanes():
-    """Activations beyond 16 bits (no 16-bit pairs), partial sums beyond 32 bits (64-bit accumulators), a 40-bit
-    output (64-bit requantization and output codes)."""
+    """The layouts besides 16-bit pairs: a -32768 weight (no pairs, 32-bit lanes); activations beyond 16 bits and
+    partial sums beyond 32 bits (64-bit lanes), whose codes then go into pairs for the next layer; a 40-bit output
+    (64-bit requantization, 64-bit output codes)."""
     rng = np.random.default_rng(4)
-    layers = [fw.DenseLayer("a", rng.integers(-2**15, 2**15, (6, 5)), "ap_fixed<16,2>", rng.integers(-99, 99, 5), "ap_fixed<8,4>",
-                            "relu", "ap_ufixed<20,6,RND,SAT>"),
-              fw.DenseLayer("b", rng.integers(-2**11, 2**11, (5, 4)), "ap_fixed<12,2>", rng.integers(-99, 99, 4), "ap_fixed<8,4>",
-                            "linear", "ap_fixed<40,20,RND_ZERO,WRAP>")]
-    q = fw.QModel(input=fw.InputSpec.identity(6, "ap_fixed<24,10>"), input_quantizer="ap_fixed<20,8,RND_INF,SAT_SYM>",
-                  layers=layers)
-    lay = native._layout(q)
-    assert [(L.paired, L.acc, L.work) for L in lay["layers"]] == [(False, "int64_t", "int64_t"), (False, "int64_t", "int64_t")]
-    assert lay["out_t"] == "int64_t"
-    x = rng.uniform(-600, 600, (2000, 6))
-    r = check(q, np.concatenate([x, edge_rows(q, rng)]))
-    assert r.codes.dtype == np.int64 and r.stats["xq"]["overflow"] > 0
+    w2 = rng.integers(-2**15, 2**15, (5, 3))
+    w2[0, 0] = -2**15
+    narrow = fw.QModel(input=fw.InputSpec.identity(6, "ap_fixed<10,6>"), input_quantizer="ap_fixed<8,5,RND,SAT>", layers=[
+        fw.DenseLayer("a", rng.integers(-128, 128, (6, 5)), "ap_fixed<8,4>", rng.integers(-9, 9, 5), "ap_fixed<6,3>", "relu",
+                      "ap_ufixed<12,6,RND_CONV,SAT>"),
+        fw.DenseLayer("b", w2, "ap_fixed<16,2>", [3, -3, 0], "ap_fixed<8,4>", "linear", "ap_fixed<14,8,TRN_ZERO,SAT_ZERO>")])
+    wide = fw.QModel(input=fw.InputSpec.identity(6, "ap_fixed<24,10>"), input_quantizer="ap_fixed<20,8,RND_INF,SAT_SYM>", layers=[
+        fw.DenseLayer("a", rng.integers(-2**15, 2**15, (6, 5)), "ap_fixed<16,2>", rng.integers(-99, 99, 5), "ap_fixed<8,4>",
+                      "relu", "ap_ufixed<20,6,RND,SAT>"),
+        fw.DenseLayer("b", rng.integers(-2**11, 2**11, (5, 4)), "ap_fixed<12,2>", rng.integers(-99, 99, 4), "ap_fixed<8,4>",
+                      "linear", "ap_fixed<10,4,RND_MIN_INF,SAT>"),
+        fw.DenseLayer("c", rng.integers(-8, 8, (4, 3)), "ap_fixed<4,1>", [1, 2, 3], "ap_fixed<4,2>", "linear",
+                      "ap_fixed<40,20,RND_ZERO,WRAP>", accum_format="ap_fixed<40,20>")])
+    layouts = {"narrow": [(True, "int32_t", "int32_t"), (False, "int32_t", "int32_t")],
+               "wide": [(False, "int64_t", "int64_t"), (False, "int64_t", "int64_t"), (True, "int32_t", "int64_t")]}
+    for name, q in (("narrow", narrow), ("wide", wide)):
+        lay = native._layout(q)
+        assert [(L.paired, L.acc, L.work) for L in lay["layers"]] == layouts[name]
+        x = rng.uniform(-600, 600, (2000, 6))
+        r = check(q, np.concatenate([x, edge_rows(q, rng)]))
+        assert r.stats["xq"]["overflow"] > 0 and r.stats["b.out"]["overflow"] > 0, (name, r.stats)
+    assert r.codes.dtype == np.int64
 
 
 def test_portable_build_without_avx2(monkeypatch):
