@@ -732,7 +732,15 @@ def _compile(source: str, cxx: str, *, timeout: float = 300) -> Path:
     so = cache_dir() / f"kernel-{key}.so"
     if so.is_file():
         return so
-    so.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        so.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(so.parent, os.W_OK):
+            raise PermissionError(so.parent)
+    except OSError:  # no writable cache (a read-only home): this user's folder under the temp directory
+        so = Path(tempfile.gettempdir()) / f"l1ad-native-{os.getuid() if hasattr(os, 'getuid') else 0}" / so.name
+        if so.is_file():
+            return so
+        so.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="l1ad-native-") as d:
         cpp = Path(d) / f"kernel-{key}.cpp"
         cpp.write_text(source)
@@ -742,9 +750,6 @@ def _compile(source: str, cxx: str, *, timeout: float = 300) -> Path:
                 tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])
                 raise RuntimeError(f"compiling the native emulator kernel failed ({cxx} exit {proc.returncode}):\n{tail}")
     return so
-
-
-_DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 
 
 @dataclass

@@ -306,10 +306,23 @@ def test_the_library_is_cached_by_source_hash(tmp_path, monkeypatch):
     k = native.kernel(q)
     assert k.path.parent == tmp_path / "l1ad" / "native" and [p.name for p in k.path.parent.iterdir()] == [k.path.name]
 
-    def no_compiler(*a, **kw):
-        raise AssertionError("compiled again")
+    run, cxx = subprocess.run, native.compiler()
+
+    def no_compiler(cmd, *a, **kw):
+        assert cmd[0] != cxx, "compiled again"
+        return run(cmd, *a, **kw)
 
     monkeypatch.setattr(subprocess, "run", no_compiler)
     again = fast_model(5, "")
     assert native.kernel(again).path == k.path
     check(again, inputs(again, 50, 5))
+
+
+def test_an_unusable_cache_folder_falls_back_to_the_temp_folder(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    q = fast_model(6, "mu2")
+    k = native.kernel(q)
+    assert isinstance(k, native.NativeKernel) and k.path.parent.name.startswith("l1ad-native-")
+    check(q, inputs(q, 50, 6))
