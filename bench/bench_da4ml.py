@@ -7,8 +7,8 @@ JSON file written here. The comparison is like for like:
 
 * The network is the deployed QModel of a run (default: `out/default/rates/qkeras/qmodel.json`; `--qmodel`
   picks another; without any, a random-weight AE of the default sizes), or with `--net` one of the stand-in
-  networks of `bench_network`: 'default' the AXOL1TL-style encoder 57-32-16-8, 'wide' the autoencoder
-  57-32-16-8-16-32-57, 'w4' the encoder with 4-bit weights.
+  networks of `bench_network`: 'default' the AXOL1TL-style encoder 57-32-16-8, 'wide' the encoder twice as
+  wide 57-64-32-16, 'ae' the autoencoder 57-32-16-8-16-32-57, 'w4' the encoder with 4-bit weights.
   da4ml rounds only TRN or half-up (RND); QKeras' quantized_relu rounds half-to-even (RND_CONV). Both sides
   therefore get the same variant of the network with every RND_CONV replaced by RND, and the network only
   (57 outputs, no score or comparators: da4ml's part of the design).
@@ -23,7 +23,7 @@ JSON file written here. The comparison is like for like:
   `--levels auto` (the default) takes the most pipelined of our designs (fewest levels per stage) whose latency
   is at most da4ml's, so the LUT ratio is at equal or lower latency; both in cycles and ns at the same clock.
 
-    .venv/bin/python bench/bench_da4ml.py [--net default|wide|w4 | --qmodel PATH] [--levels auto|N ...]
+    .venv/bin/python bench/bench_da4ml.py [--net default|wide|ae|w4 | --qmodel PATH] [--levels auto|N ...]
         [--latency-cutoff 5] [--no-yosys] [--no-verilator] [--out out/bench/da4ml]
 
 Prints the LUT / FF / DSP / CARRY / latency table and the ratios l1ad : da4ml; writes `<out>/da4ml.json`.
@@ -97,7 +97,8 @@ def bench_network(kind: str, seed: int = 0):
 
     * 'default': the deployed AXOL1TL-style encoder (ArchitectureConfig(kind="vae")) 57-32-16-8, 8-bit weights
       ap_fixed<8,1>, the linear mu layer into ap_fixed<12,4>, score sum(mu_i^2);
-    * 'wide' (alias 'ae'): the wider and deeper autoencoder 57-32-16-8-16-32-57, 8-bit weights, masked MSE score;
+    * 'wide': the encoder twice as wide, 57-64-32-16, 8-bit weights, score sum(mu_i^2);
+    * 'ae': the deeper autoencoder 57-32-16-8-16-32-57, 8-bit weights, masked MSE score;
     * 'w4': the encoder with 4-bit weights ap_fixed<4,1>.
 
     The score and two thresholds are included (the bench compares the network only)."""
@@ -106,8 +107,8 @@ def bench_network(kind: str, seed: int = 0):
 
     if kind not in BENCH_NETS:
         raise SystemExit(f"unknown bench network {kind!r}; choose one of {', '.join(BENCH_NETS)}")
-    encoder = kind in ("default", "w4")
-    sizes = (32, 16, 8) if encoder else (32, 16, 8, 16, 32, 57)
+    encoder = kind != "ae"
+    sizes = {"ae": (32, 16, 8, 16, 32, 57), "wide": (64, 32, 16)}.get(kind, (32, 16, 8))
     wbits = 4 if kind == "w4" else 8
     rng = np.random.default_rng(seed)
     n = 57

@@ -70,15 +70,33 @@ def test_equal_digits_merge_without_adders():
 
 
 def test_cse_saves_adders_in_the_rtl_and_keeps_latency():
+    """Sharing at the minimum tree depth (cse_slack=0) keeps the latency; the default one more level per layer
+    (cse_slack=1) shares more, for at most one more level per dense layer."""
     q = l1_autoencoder((16, 8, 16), seed=5)
-    on = generate(q, VerilogConfig())
-    off = generate(q, VerilogConfig(cse=False))
-    assert on.latency_cycles <= off.latency_cycles
+    on = generate(q, VerilogConfig(cse_slack=0, levels_per_stage=0))
+    off = generate(q, VerilogConfig(cse=False, levels_per_stage=0))
+    deeper = generate(q, VerilogConfig(levels_per_stage=0))
+    assert on.meta["max_levels_per_stage"] <= off.meta["max_levels_per_stage"]
+    assert deeper.meta["max_levels_per_stage"] <= on.meta["max_levels_per_stage"] + len(q.layers)
 
     def adders(d):
         return sum(t.count(" + ") + t.count(" - ") + t.count("_uadd #(") for n, t in d.files.items() if "dense" in n)
 
     assert adders(on) < 0.85 * adders(off)
+    assert adders(deeper) <= adders(on)
+
+
+def test_one_more_level_shares_more():
+    """A 57 x 32 layer of 8-bit weights: one more tree level (slack=1) lets the greedy share more (fewer adders)
+    and the trees use at most that one level more."""
+    rng = np.random.default_rng(7)
+    W = np.clip(np.round(rng.normal(0, 128 / np.sqrt(57), size=(57, 32))), -128, 127).astype(int)
+    outs = _digits(W)
+    p0, p1 = cse.plan(outs, 57, widths=[12] * 57), cse.plan(outs, 57, widths=[12] * 57, slack=1)
+    assert p1.adders < 0.97 * p0.adders
+    assert p1.levels <= p0.levels + 1
+    leaves = [int(v) for v in rng.integers(-2048, 2048, 57)]
+    assert _evaluate(p1, leaves) == [int(v) for v in np.asarray(leaves) @ W]
 
 
 @pytest.mark.verilator
@@ -108,7 +126,8 @@ def test_unreachable_budget_reports_the_logic_depth_and_the_best_clock():
     from l1ad.trigger.errors import L1adError
 
     q = l1_autoencoder((8,), seed=3)
-    depth = generate(q, VerilogConfig(levels_per_stage=0)).meta["max_levels_per_stage"]
+    # the error names the minimum-depth design (meet_budget drops the default extra sharing level first)
+    depth = generate(q, VerilogConfig(levels_per_stage=0, cse_slack=0)).meta["max_levels_per_stage"]
     with pytest.raises(L1adError, match=rf"{depth} logic levels in series .*at any clock the best is about"):
         generate(q, VerilogConfig(clock_mhz=240.0, budget_ns=5.0, meet_budget=True))
 

@@ -171,13 +171,13 @@ def _product(m: Module, name: str, x: Sig, w: int, frac: int) -> Sig:
 
 
 def _tree_sums(m: Module, prefix: str, terms: list[list[Term]], consts: list[int], frac: int, pipe: Pipe,
-               cse: bool = True, offset: str | None = None) -> list[Sig]:
+               cse: bool = True, offset: str | None = None, slack: int = 0) -> list[Sig]:
     """Exact sums const_j + sum(terms_j) (codes at `frac`): shared subexpressions across the outputs and one
     depth-minimal adder tree per output (cse.sum_terms), cut in lock-step; the constant is one more leaf.
     offset (the adder module's name): offset-binary trees (cse.sum_terms_offset), the constant (bias plus the
     trees' offsets) added once after each tree."""
     if offset:
-        roots = sum_terms_offset(m, prefix, terms, frac, pipe, offset, cse=cse)
+        roots = sum_terms_offset(m, prefix, terms, frac, pipe, offset, cse=cse, slack=slack)
         cs = [c + k for c, (_, k) in zip(consts, roots)]
         need = any(r is not None and (k or r.shift or r.sign < 0) for (r, _), k in zip(roots, cs))
         live = pipe.before([r.sig if r is not None else as_const(m, f"{prefix}{j}_z", 0, frac) for j, (r, _) in enumerate(roots)],
@@ -193,7 +193,7 @@ def _tree_sums(m: Module, prefix: str, terms: list[list[Term]], consts: list[int
         return out
     terms = [list(t) + ([Term(as_const(m, f"{prefix}{j}_k", c, frac, "constant term"))] if c else [])
              for j, (t, c) in enumerate(zip(terms, consts))]
-    roots = sum_terms(m, prefix, terms, frac, pipe, cse=cse)
+    roots = sum_terms(m, prefix, terms, frac, pipe, cse=cse, slack=slack)
     neg = any(r is not None and r.sign < 0 for r in roots)  # every term negative: one negation
     live = pipe.before([r.sig if r is not None else as_const(m, f"{prefix}{j}_z", 0, frac) for j, r in enumerate(roots)], 1 if neg else 0)
     out = []
@@ -237,7 +237,7 @@ def _chain_sums(m: Module, prefix: str, chain: list[list[Sig]], consts: list[int
 
 def _convert_sums(m: Module, prefix: str, out: str, terms: list[list[Term]], consts: list[int], frac: int,
                   acc: FixedFormat, dst: FixedFormat, relu: bool, pipe: Pipe, exact: bool = False,
-                  cse: bool = True, offset: str | None = None) -> list[Sig]:
+                  cse: bool = True, offset: str | None = None, slack: int = 0) -> list[Sig]:
     """y_j = dst(act(accum_t(const_j + sum terms_j))) for a tree-summed accumulator (exact, or wrapping at an LSB
     no coarser than `frac`). When the accumulator provably holds the sum (a no-op conversion) and dst's rounding
     offset does not depend on the sign, the offset joins the constant leaf and only the slice / tie / relu /
@@ -251,12 +251,12 @@ def _convert_sums(m: Module, prefix: str, out: str, terms: list[list[Term]], con
     ros = [round_offset(dst.rounding, s, max(lo, 0) if relu else lo, hi) if s > 0 else (0, False)
            for lo, hi in zip(lo_e, hi_e)]
     if fits and all(r is not None for r in ros):
-        sums = _tree_sums(m, prefix, terms, [c + r[0] for c, r in zip(consts, ros)], frac, pipe, cse, offset)
+        sums = _tree_sums(m, prefix, terms, [c + r[0] for c, r in zip(consts, ros)], frac, pipe, cse, offset, slack)
         sums = pipe.before(sums, max(finish_levels(v.lo, v.hi, s, dst, relu, r[1]) for v, r in zip(sums, ros)))
         ys = [finish(m, f"{out}{j}", v, s, dst, r[1], relu, f"{dst}")[0] for j, (v, r) in enumerate(zip(sums, ros))]
         pipe.after()
         return ys
-    sums = _tree_sums(m, prefix, terms, consts, frac, pipe, cse, offset)
+    sums = _tree_sums(m, prefix, terms, consts, frac, pipe, cse, offset, slack)
     accs = [requant(m, f"{prefix}{j}_acc", v, acc, f"accumulator {acc}")[0] for j, v in enumerate(sums)]  # fits or wraps
     return _convert(m, out, accs, dst, relu, pipe)
 
@@ -309,7 +309,7 @@ def _dense_block(qm: Any, li: int, in_fmt: FixedFormat, in_lo: list[int], in_hi:
             pipe.after()
         consts = [B[j] << (fa - bf.frac) for j in range(L.n_out)]
         outs = _convert_sums(m, "n", "y", terms, consts, fa, acc, of, relu, pipe, exact=qm.layer_exact(li), cse=cfg.cse,
-                             offset=f"{cfg.top}_uadd" if cfg.offset_binary else None)
+                             offset=f"{cfg.top}_uadd" if cfg.offset_binary else None, slack=cfg.cse_slack)
     else:
         # hls4ml order: acc = (accum_t) b; acc = (accum_t)(acc + (accum_t) p_ij) for i = 0..n_in-1
         prods: list[list[Sig]] = [[] for _ in range(L.n_out)]
@@ -773,8 +773,9 @@ def max_levels_at(clock_mhz: float) -> int:
 
 
 def _meet_budget(qmodel: Any, cfg: VerilogConfig) -> Design:
-    """The cheapest register placement meeting both the clock and budget_ns: the deepest stages the clock
-    allows give the fewest stages (latency) and the fewest registers; anything else only adds cycles."""
+    """The cheapest design meeting both the clock and budget_ns: the deepest stages the clock allows give the
+    fewest stages (latency) and the fewest registers; anything else only adds cycles. When the default
+    cse_slack (one more adder level per layer for sharing) misses budget_ns, minimum-depth trees are tried."""
     from l1ad.trigger.errors import L1adError
 
     k = max_levels_at(cfg.clock_mhz)
@@ -783,6 +784,10 @@ def _meet_budget(qmodel: Any, cfg: VerilogConfig) -> Design:
                         f"({T_STAGE_NS} ns + levels x {T_LEVEL_NS} ns); allowed: at most "
                         f"{1000.0 / (T_STAGE_NS + T_LEVEL_NS):.0f} MHz")
     design = generate(qmodel, cfg.model_copy(update={"meet_budget": False, "levels_per_stage": k}))
+    if design.meta["latency_ns"] > cfg.budget_ns and cfg.cse_slack and "cse_slack" not in cfg.model_fields_set:
+        # the default's extra sharing level per layer costs the budget: minimum-depth trees instead
+        cfg = cfg.model_copy(update={"cse_slack": 0})
+        design = generate(qmodel, cfg.model_copy(update={"meet_budget": False, "levels_per_stage": k}))
     ns = design.meta["latency_ns"]
     if ns > cfg.budget_ns:
         # the logic in series along the whole chain (no registers inside blocks): a floor at any clock

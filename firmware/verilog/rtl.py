@@ -352,12 +352,16 @@ def _canon(a: Term, b: Term) -> tuple[Term, Term]:
     return (a, b) if (a.sig.name, a.shift) <= (b.sig.name, b.shift) else (b, a)
 
 
-def add_terms(m: Module, name: str, a: Term, b: Term, frac: int, comment: str = "", *, positive: bool = False) -> Term:
+def add_terms(m: Module, name: str, a: Term, b: Term, frac: int, comment: str = "", *, positive: bool = False,
+              flip: bool = False) -> Term:
     """One adder of a tree: a + b, both terms holding codes at `frac` fraction bits. Common trailing zeros
     (the smaller shift) stay implicit, so the adder is only as wide as the bits that can change. The operands
     are put in a canonical order with the sign carried outside (so `x - y` serves both +x-y and -x+y and equal
     pairs in different sums share one wire); positive=True instead keeps the result's sign positive when the
-    signs differ (used for the last adder of a tree, which would otherwise need a negation)."""
+    signs differ (used for the last adder of a tree, which would otherwise need a negation). When the shifts
+    differ, the operand with the lower shift is written first and its low bits pass straight through (the adder
+    spans only the bits above); flip=True (a caller that carries the sign, as adder trees do) also puts a
+    subtracted lower-shift operand first, as -(y - x)."""
     k = min(a.shift, b.shift)
     negsum = positive and a.sign < 0 and b.sign < 0  # -x - y in one (three-operand) adder
     if positive and a.sign != b.sign:
@@ -377,6 +381,10 @@ def add_terms(m: Module, name: str, a: Term, b: Term, frac: int, comment: str = 
         expr = f"{wc}'d0 - {ext(m, x.sig, wc, sx)} - {ext(m, y.sig, wc, sy)}"
         name = m.shared_wire(name, wc, expr, comment)
         return Term(Sig(name, wc, signed, lo, hi, frac - k, form), k, 1)
+    if sy < sx and (op == "+" or flip) and not positive:
+        # the operand with the lower shift first, added (its low bits then pass straight through): for a
+        # subtracted one, -(y - x) with the sign carried outside
+        x, y, sx, sy, sign = y, x, sy, sx, (sign if op == "+" else -sign)
     xlo, xhi = x.sig.lo << sx, x.sig.hi << sx
     ylo, yhi = y.sig.lo << sy, y.sig.hi << sy
     if op == "+":
@@ -386,6 +394,16 @@ def add_terms(m: Module, name: str, a: Term, b: Term, frac: int, comment: str = 
     form, flo, fhi = combine([(x.sig, 1 << sx), (y.sig, (1 if op == "+" else -1) << sy)])
     lo, hi = max(lo, flo), min(hi, fhi)
     w, signed = bits_for(lo, hi)
+    d = sy - sx
+    if sx == 0 and 0 < d < x.sig.width:
+        # x + (y << d) = ((x >> d) +- y) << d | x[d-1:0]: the low d bits are x's own, the adder covers the rest
+        # (floor(value / 2^d) has the interval [lo >> d, hi >> d], whatever the signs)
+        xh = Sig(m.shared_wire(f"{name}_xh", x.sig.width - d, m.bits(x.sig, x.sig.width - 1, d)), x.sig.width - d,
+                 x.sig.signed, x.sig.lo >> d, x.sig.hi >> d)
+        wh = max(bits_for(lo >> d, hi >> d)[0], xh.width, y.sig.width)
+        expr = f"{{{ext(m, xh, wh)} {op} {ext(m, y.sig, wh)}, {m.bits(x.sig, d - 1, 0)}}}"
+        name = m.shared_wire(name, wh + d, expr, comment)
+        return Term(Sig(name, wh + d, signed, lo, hi, frac - k, form), k, sign)
     wc = max(w, x.sig.width + sx, y.sig.width + sy)
     expr = f"{ext(m, x.sig, wc, sx)} {op} {ext(m, y.sig, wc, sy)}"
     name = m.shared_wire(name, wc, expr, comment)
