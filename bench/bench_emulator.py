@@ -105,13 +105,14 @@ def build_model(net: str = "ae", seed: int = 0):
 
 
 def import_model(model, net: str):
-    """The QModel of the bench's QKeras model: L1 scaler, masked-MSE (ae) or mu^2 (default) score, two thresholds."""
+    """The QModel of the bench's QKeras model: L1 scaler, masked-MSE (ae) or mu^2 (default: thresholds sum mu_i^2 > 8
+    and > 32) score, two thresholds."""
     import l1ad.firmware as fw
 
     if net == "ae":
         return fw.import_qkeras(model, "ap_int<18>", scaler=Scaler, score="mse", gate="l1", thresholds=(1000, 10000))
     q = fw.import_qkeras(model, "ap_int<18>", scaler=Scaler, score="mu2")
-    return q.with_thresholds((q.score.format.max_code // 64, q.score.format.max_code // 16))
+    return q.with_thresholds((q.threshold_code(8.0), q.threshold_code(32.0)))
 
 
 def load_peers() -> list[dict]:

@@ -381,7 +381,11 @@ int l1ad_native_f32(long n, const float* x, void* out, int64_t* score, int64_t* 
 int l1ad_native_f64(long n, const double* x, void* out, int64_t* score, int64_t* counts) {{
   return run(n, x, ({lay['out_t']}*)out, score, counts);
 }}
-int l1ad_native_shape(void) {{ return NI * 1000000 + NO * 1000 + NC; }}
+void l1ad_native_shape(long* shape) {{
+  shape[0] = NI;
+  shape[1] = NO;
+  shape[2] = NC;
+}}
 }}
 """)
     return "\n".join(src)
@@ -816,7 +820,10 @@ def kernel(q: QModel) -> NativeKernel | str:
                 fn.restype = ctypes.c_int
                 fn.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
             names = stat_names(q)
-            if lib.l1ad_native_shape() != q.n_inputs * 1000000 + q.n_outputs * 1000 + 2 * len(names):
+            shape = (ctypes.c_long * 3)()
+            lib.l1ad_native_shape.restype = None
+            lib.l1ad_native_shape(shape)
+            if tuple(shape) != (q.n_inputs, q.n_outputs, 2 * len(names)):
                 raise RuntimeError(f"{so}: the cached library does not match the model (delete it)")
             lay = _layout(q)
             cached = NativeKernel(lib, so, names, q.n_inputs, q.n_outputs, np.int32 if lay["out_t"] == "int32_t" else np.int64)
