@@ -165,3 +165,21 @@ def test_mixed_sign_pattern_with_a_shared_sum_is_shared():
     p = cse.plan(outs, 3)
     assert p.adders == 2
     assert _evaluate(p, [5, 7, 11]) == [5 + 7 - 11] * 2
+
+
+def test_lower_shift_bits_pass_through_the_adder():
+    """x + (y << 3): the adder spans x's bits from 3 up; x[2:0] are wired straight into the sum. A subtracted
+    lower-shift operand goes first with the sign outside when the caller carries it (flip=True)."""
+    from l1ad.firmware.verilog.rtl import Module, Sig, Term, add_terms
+
+    m = Module("t")
+    x, y = Sig(m.input("x", 12), 12, True, -2048, 2047), Sig(m.input("y", 8), 8, True, -128, 127)
+    t = add_terms(m, "s", Term(x), Term(y, 3), 0)
+    line = m.body[-1]
+    assert "x[2:0]}" in line and t.sign == 1 and t.sig.lo == -2048 - 1024 and t.sig.hi == 2047 + 1016
+    z = Sig(m.input("z", 12), 12, True, -2048, 2047)  # named after y: y comes first in the canonical order
+    t2 = add_terms(m, "e", Term(y, 3), Term(z, 0, -1), 0)  # (y << 3) - z, full width: z's low bits need a borrow
+    assert "z[2:0]}" not in m.body[-1] and t2.sign == 1
+    t3 = add_terms(m, "d", Term(y, 3), Term(z, 0, -1), 0, flip=True)  # = -(z - (y << 3))
+    assert "z[2:0]}" in m.body[-1] and " - " in m.body[-1] and t3.sign == -1
+    assert (t3.sig.lo, t3.sig.hi) == (-t2.sig.hi, -t2.sig.lo)
