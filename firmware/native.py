@@ -508,7 +508,8 @@ def _layer_source(k: int, L: _Layer, nxt: _Layer | None, out_t: str, st: dict[st
     vec = _vector_epilogue(L)
     parts = [f"\n// layer {k}: {L.name}, {ni} -> {no}, {'16-bit input pairs' if L.paired else L.acc + ' lanes'}"]
     if L.shift_p:
-        parts.append(_arr(f"BIAS{k}", L.work, L.bias))
+        # padded with zeros over the padding neurons (every j the loops reach indexes it; their codes are dropped)
+        parts.append(_arr(f"BIAS{k}", L.work, L.bias + [0] * (-(-no // BLOCK) * BLOCK + 1 - no)))
     head = (f"  constexpr int NV = B / 8;\n  v8i ci[NV] = {{}}, co[NV] = {{}}, yprev[NV] = {{}};\n"
             f"  alignas(32) {L.work} yprev_s[B];\n  (void)ci; (void)co; (void)yprev; (void)yprev_s;\n")
     tail = "" if not vec else (

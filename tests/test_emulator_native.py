@@ -190,6 +190,21 @@ def test_wide_formats_take_the_32_and_64_bit_lanes():
     assert r.codes.dtype == np.int64
 
 
+def test_bias_finer_than_the_products_and_padded_neuron_blocks():
+    """Biases with more fraction bits than input x weight (added after the pair products, shifted), layer widths
+    that are not a multiple of the neuron block (2, 7): the padding neurons read and write nothing real."""
+    rng = np.random.default_rng(12)
+    sizes, layers, prev = (2, 7), [], 6
+    for k, m in enumerate(sizes):
+        layers.append(fw.DenseLayer(f"f{k}", rng.integers(-8, 8, (prev, m)), "ap_fixed<4,2>", rng.integers(-2**9, 2**9, m),
+                                    "ap_fixed<10,1>", "relu", "ap_ufixed<10,11,RND_CONV,SAT_ZERO>"))
+        prev = m
+    q = fw.QModel(input=fw.InputSpec.identity(6, "ap_fixed<10,6>"), input_quantizer="ap_fixed<8,4,RND,SAT>", layers=layers,
+                  score=fw.ScoreSpec("mu2"), thresholds=(10, 100))
+    assert all(L.shift_p > 0 and L.paired for L in native._layout(q)["layers"])
+    check(q, np.random.default_rng(3).uniform(-40, 40, (3000, 6)))
+
+
 def test_portable_build_without_avx2(monkeypatch):
     """The kernel compiled for plain x86-64 (the portable pair product, no vpmaddwd) gives the same codes."""
     monkeypatch.setattr(native, "FLAGS", tuple("-march=x86-64" if f == "-march=native" else f for f in native.FLAGS))
