@@ -57,3 +57,18 @@ def test_cli_budget_picks_the_placement_or_names_the_best(tmp_path, capsys):
     assert main(["export", "verilog", str(tmp_path / "qmodel.json"), "--out", str(bad), "--budget-ns", "100",
                  "--levels-per-stage", "2"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_default_sharing_level_yields_to_the_budget():
+    """cse_slack left at its default: kept while the latency is within budget_ns, dropped (minimum-depth trees)
+    when it is not; given explicitly: always kept."""
+    qm = l1_autoencoder((16, 8, 16), seed=5)
+    deep = generate(qm, VerilogConfig(cse_slack=1)).meta
+    flat = generate(qm, VerilogConfig(cse_slack=0)).meta
+    assert deep["latency_ns"] > flat["latency_ns"]  # this network: one more cycle for the extra level
+    loose = generate(qm, VerilogConfig(budget_ns=deep["latency_ns"])).meta
+    assert loose["config"]["cse_slack"] == 1 and loose["latency_ns"] == deep["latency_ns"]
+    tight = generate(qm, VerilogConfig(budget_ns=flat["latency_ns"])).meta
+    assert tight["config"]["cse_slack"] == 0 and tight["latency_ns"] == flat["latency_ns"]
+    forced = generate(qm, VerilogConfig(budget_ns=flat["latency_ns"], cse_slack=1)).meta
+    assert forced["latency_ns"] == deep["latency_ns"] and not forced["within_budget"]

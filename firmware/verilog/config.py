@@ -39,7 +39,7 @@ class VerilogConfig(BaseModel):
     cse_slack: int = Field(
         1, ge=0, le=4, description="Adder-tree levels per layer beyond the minimum that sharing may use: more "
         "shared subexpressions, fewer adders and LUTs, each layer that many levels deeper (bench encoder: 5% fewer "
-        "adders for 1 level). meet_budget falls back to 0 when the default misses budget_ns.")
+        "adders for 1 level). Left at its default, 0 is used instead when 1 misses budget_ns.")
     offset_binary: bool = Field(
         False, description="Adder trees on non-negative (offset-binary) operands (firmware.verilog.cse."
         "sum_terms_offset): signed inputs enter with the MSB inverted, negative digits as inverted bits, the "

@@ -511,10 +511,21 @@ endmodule
 def generate(qmodel: Any, config: VerilogConfig | None = None) -> Design:
     """Generate the RTL of a QModel in memory (see ``export_verilog`` to write it). With stages packed across
     blocks (the default), a first pass records the pipeline steps and a second puts the registers where they
-    cost the fewest flip-flops for the same latency (rtl.Planner)."""
+    cost the fewest flip-flops for the same latency (rtl.Planner). With cse_slack left at its default (one more
+    adder level per layer for sharing), a design that misses budget_ns is generated again with minimum-depth trees."""
     cfg = config or VerilogConfig()
     if cfg.meet_budget:
         return _meet_budget(qmodel, cfg)
+    design = _placed(qmodel, cfg)
+    if cfg.cse_slack and "cse_slack" not in cfg.model_fields_set and design.meta["latency_ns"] > cfg.budget_ns:
+        # the default extra sharing level per layer costs the latency budget: minimum-depth trees instead
+        design = _placed(qmodel, cfg.model_copy(update={"cse_slack": 0}))
+    return design
+
+
+def _placed(qmodel: Any, cfg: VerilogConfig) -> Design:
+    """One design with its registers placed: greedily, or (stages packed across blocks) planned for the fewest
+    flip-flops at the same latency."""
     if cfg.levels_per_stage == 0 or cfg.register_blocks:
         return _generate(qmodel, cfg, None)
     planner = Planner()
@@ -774,8 +785,8 @@ def max_levels_at(clock_mhz: float) -> int:
 
 def _meet_budget(qmodel: Any, cfg: VerilogConfig) -> Design:
     """The cheapest design meeting both the clock and budget_ns: the deepest stages the clock allows give the
-    fewest stages (latency) and the fewest registers; anything else only adds cycles. When the default
-    cse_slack (one more adder level per layer for sharing) misses budget_ns, minimum-depth trees are tried."""
+    fewest stages (latency) and the fewest registers; anything else only adds cycles. (generate() itself drops
+    the default cse_slack, one more adder level per layer for sharing, when it misses budget_ns.)"""
     from l1ad.trigger.errors import L1adError
 
     k = max_levels_at(cfg.clock_mhz)
@@ -784,10 +795,7 @@ def _meet_budget(qmodel: Any, cfg: VerilogConfig) -> Design:
                         f"({T_STAGE_NS} ns + levels x {T_LEVEL_NS} ns); allowed: at most "
                         f"{1000.0 / (T_STAGE_NS + T_LEVEL_NS):.0f} MHz")
     design = generate(qmodel, cfg.model_copy(update={"meet_budget": False, "levels_per_stage": k}))
-    if design.meta["latency_ns"] > cfg.budget_ns and cfg.cse_slack and "cse_slack" not in cfg.model_fields_set:
-        # the default's extra sharing level per layer costs the budget: minimum-depth trees instead
-        cfg = cfg.model_copy(update={"cse_slack": 0})
-        design = generate(qmodel, cfg.model_copy(update={"meet_budget": False, "levels_per_stage": k}))
+    cfg = cfg.model_copy(update={"cse_slack": design.meta["config"]["cse_slack"]})  # as generate() chose it
     ns = design.meta["latency_ns"]
     if ns > cfg.budget_ns:
         # the logic in series along the whole chain (no registers inside blocks): a floor at any clock

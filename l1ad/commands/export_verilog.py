@@ -42,10 +42,14 @@ def load_qmodel(source: str | Path, work_dir: str | Path, *, input_format: str |
               help="Score squares: '*' (DSP inference) or LUT partial products [mult].")
 @click.option("--outputs/--no-outputs", "expose_outputs", default=None,
               help="Also put the network outputs on a port (y_out) [no].")
+@click.option("--cse-slack", type=click.IntRange(0, 4), default=None,
+              help="Adder-tree levels per layer beyond the minimum that shared subexpressions may use (fewer LUTs, "
+                   "deeper layers) [1].")
 @click.option("--yosys-timeout", type=float, default=None, help="Give up synthesis after this many seconds.")
 def verilog(model_dir: str, out_dir: str, report: bool, rates_json: str | None, input_format: str | None,
             top: str | None, clock_mhz: float | None, levels_per_stage: int | None, budget_ns: float | None,
-            multiplier: str | None, square: str | None, expose_outputs: bool | None, yosys_timeout: float | None) -> None:
+            multiplier: str | None, square: str | None, expose_outputs: bool | None, cse_slack: int | None,
+            yosys_timeout: float | None) -> None:
     """Fully unrolled, pipelined Verilog (one event per clock) of MODEL_DIR: a trained model directory, a
     qmodel.json, or a folder holding one. Writes one module per block, design.json (ports, latency) and
     qmodel.json; prints the latency and whether it fits one / two bunch crossings."""
@@ -55,7 +59,7 @@ def verilog(model_dir: str, out_dir: str, report: bool, rates_json: str | None, 
     if budget_ns is not None and levels_per_stage is not None:
         raise click.UsageError("--budget-ns chooses the levels per stage itself: give it or --levels-per-stage, not both")
     over = {k: v for k, v in dict(top=top, clock_mhz=clock_mhz, levels_per_stage=levels_per_stage,
-                                  multiplier=multiplier, square=square, expose_outputs=expose_outputs,
+                                  multiplier=multiplier, square=square, expose_outputs=expose_outputs, cse_slack=cse_slack,
                                   budget_ns=budget_ns, meet_budget=True if budget_ns is not None else None).items()
             if v is not None}
     cfg = VerilogConfig(**over)
