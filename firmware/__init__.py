@@ -8,6 +8,8 @@ Public API (stable names):
       .tensor_formats(), .tensor_bounds(), .layer_exact(i), .score_analysis(), .replace_formats(...)
   emulate(qmodel, x, *, strict=False, keep=False, chunk=4096, backend="auto", threads=None) -> EmulationResult
       .outputs_int .outputs .score_int .score .trigger .stats .tensors .backends      (firmware.emulator)
+      backend: "auto" (the compiled integer kernel of firmware.native for dense-only models once loaded or for
+      >= 2**17 events, else NumPy), "native" (the kernel, or an error saying why not), "numpy"
   import_qkeras(model, input_format="ap_fixed<16,6>", *, scaler=None, score="mse"|"mu2"|None, thresholds=(),
                 gate="auto", output_layer=None, accum_formats=None, score_formats=None, name=None) -> QModel
   import_qonnx(path, input_format=..., ...) -> QModel                   (firmware/import_qonnx.py)
