@@ -107,9 +107,6 @@ class _Bank:
             for u in range(len(items)):
                 for v in range(u + 1, len(items)):
                     self._inc(_key(items[u], items[v]), 1)
-        for k, c in self.count.items():
-            if c > 1:
-                heapq.heappush(self.heap, self._prio(k, c))
 
     def _prio(self, k: int, c: int) -> tuple[int, int, int]:
         """Heap entry of pattern k seen c times: the largest count x overlap first (the bits where the two operands
@@ -122,9 +119,11 @@ class _Bank:
         return (-c * overlap, -k, c)
 
     def _inc(self, k: int, n: int) -> None:
+        """Count pattern k n (+1 / -1) more times. Counts move one at a time, so every count a pattern can drop back
+        to was pushed when it was first reached: only rises are pushed (entries whose count moved on are stale)."""
         c = self.count.get(k, 0) + n
         self.count[k] = c
-        if c > 1 and k not in self.dead:
+        if n > 0 and c > 1 and k not in self.dead:
             heapq.heappush(self.heap, self._prio(k, c))
 
     def _add(self, j: int, d: Digit, index: bool = True) -> None:
