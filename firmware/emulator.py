@@ -993,20 +993,21 @@ def _native_input(a: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def _emulate_native(q: QModel, x: Any, *, strict: bool, keep: bool, threads: int | None, forced: bool) -> EmulationResult | None:
-    """emulate() on the compiled kernel, or None when the NumPy path must run instead (``forced``: raise naming
-    why, unless only the input needs it: a value the kernel leaves to NumPy gives the same codes there)."""
+def _emulate_native(q: QModel, a: np.ndarray, *, strict: bool, keep: bool, threads: int | None,
+                    forced: bool) -> EmulationResult | None:
+    """emulate() on the compiled kernel (``a``: the input after _check_x), or None when the NumPy path must run
+    instead (``forced``: raise naming why, unless only the input needs it: a value the kernel leaves to NumPy
+    gives the same codes there)."""
     from . import native
 
     if keep:
         if forced:
             raise EmulatorInputError("backend='native' keeps no intermediate tensors: keep=True needs backend='numpy'")
         return None
-    a = _check_x(q, x, scan=False)
     n = a.shape[0]
     if not forced and n < native.NATIVE_MIN_EVENTS and not native.loaded(q):
         return None
-    k = native.unsupported(q) or native.kernel(q)
+    k = native.kernel(q)  # the kernel, or why there is none (an unsupported construct first)
     if isinstance(k, str):
         if forced:
             raise EmulatorInputError(f"backend='native' cannot run model {q.name!r}: {k}")
@@ -1055,6 +1056,7 @@ def emulate(qmodel: QModel, x: Any, *, strict: bool = False, keep: bool = False,
         raise TypeError(f"emulate() needs a firmware.QModel, got {type(qmodel).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    x = _check_x(qmodel, x, scan=False)  # shape and dtype once; the NaN/inf scan is each path's own
     if backend in ("auto", "native"):
         res = _emulate_native(qmodel, x, strict=strict, keep=keep, threads=threads, forced=backend == "native")
         if res is not None:
